@@ -1,0 +1,1 @@
+//! The vLLM simulator and the routing benchmark (being built).

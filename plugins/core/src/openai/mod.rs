@@ -1,0 +1,1 @@
+//! OpenAI request/response body and SSE parsing (being built).

@@ -1,0 +1,67 @@
+//! proxy-wasm glue shared by the infergate plugins.
+//!
+//! Small on purpose: loading a configuration the same way in every plugin (so a bad one is
+//! reported the same way everywhere) and answering a request locally with an OpenAI-style error.
+
+use infergate_core::config::{self, Validate};
+use infergate_core::openai_error::{self, ErrorKind};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::HttpContext;
+use proxy_wasm::types::LogLevel;
+use serde::de::DeserializeOwned;
+
+/// Parses the plugin configuration handed to `on_configure`.
+///
+/// On failure logs `<plugin>: invalid configuration: field `…`: …` at error level, which Envoy
+/// prints in its log next to its own "Unable to create Wasm HTTP filter" line, and returns
+/// `None` so `on_configure` can return `false` and Envoy refuses the filter.
+pub fn load_config<T: DeserializeOwned + Validate>(
+    plugin: &str,
+    bytes: Option<Vec<u8>>,
+) -> Option<T> {
+    let bytes = bytes.unwrap_or_default();
+    match config::parse::<T>(&bytes) {
+        Ok(c) => {
+            log(LogLevel::Info, &format!("{plugin}: configuration loaded"));
+            Some(c)
+        }
+        Err(e) => {
+            log(
+                LogLevel::Error,
+                &format!("{plugin}: invalid configuration: {e}"),
+            );
+            None
+        }
+    }
+}
+
+/// Logs through the host, ignoring a failing host call (nothing better can be done with it).
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Answers the request locally with an OpenAI-style JSON error.
+pub fn send_error<C: HttpContext + ?Sized>(
+    ctx: &C,
+    kind: ErrorKind,
+    code: &str,
+    message: &str,
+    extra_headers: &[(&str, &str)],
+) {
+    let body = openai_error::body(kind, code, message);
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    headers.extend_from_slice(extra_headers);
+    ctx.send_http_response(kind.status(), headers, Some(&body));
+}
+
+/// Defines a counter metric, or `None` if the host refuses (the plugin then runs without it).
+pub fn counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
+}
+
+/// Increments a counter defined with [`counter`].
+pub fn bump(metric: Option<u32>) {
+    if let Some(id) = metric {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
