@@ -1,0 +1,299 @@
+//! Per-endpoint scheduler memory: the approximate prefix index and the dispatch ledger.
+//!
+//! Each endpoint has its own [`EndpointSlot`] behind its own lock, and the slots are spread
+//! over independently locked shards, so picks for different endpoints and served reports
+//! never wait on one global lock.
+
+pub mod lru;
+
+use crate::clock::Timestamp;
+use crate::endpoint::Endpoint;
+use lru::BlockLru;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// How the index sizes itself from an engine's real KV capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IndexSizing {
+    /// Prompt bytes per index block (the [`infergate_core::prefix::BlockHasher`] block size).
+    pub block_bytes: usize,
+    /// Average prompt bytes per token, to convert engine tokens to index blocks.
+    pub bytes_per_token: f64,
+    /// Capacity in index blocks while the engine has not reported its KV capacity.
+    pub default_blocks: usize,
+    /// Upper bound on any endpoint's capacity in index blocks (memory bound).
+    pub max_blocks: usize,
+}
+
+impl Default for IndexSizing {
+    fn default() -> Self {
+        Self {
+            block_bytes: infergate_core::prefix::DEFAULT_BLOCK_SIZE,
+            bytes_per_token: 4.0,
+            default_blocks: 8192,
+            max_blocks: 1 << 20,
+        }
+    }
+}
+
+impl IndexSizing {
+    /// Index blocks that fit in an engine KV cache of `tokens` tokens.
+    ///
+    /// An engine block of `block_size` tokens is not an index block: ours covers
+    /// `block_bytes / bytes_per_token` tokens. Counting engine blocks as index blocks is what
+    /// makes other routers believe pods cache several times what they do.
+    pub fn blocks_for_tokens(&self, tokens: Option<u64>) -> usize {
+        let Some(tokens) = tokens else {
+            return self.default_blocks.clamp(1, self.max_blocks);
+        };
+        let tokens_per_block = (self.block_bytes as f64 / self.bytes_per_token).max(1.0);
+        let blocks = (tokens as f64 / tokens_per_block).floor();
+        (blocks as usize).clamp(1, self.max_blocks)
+    }
+}
+
+/// The scheduler's memory of one endpoint.
+#[derive(Debug)]
+pub struct EndpointSlot {
+    index: Mutex<BlockLru>,
+    /// KV capacity (tokens + 1, 0 = unknown) the index was last sized for.
+    sized_for: AtomicU64,
+    /// Scrape timestamp (ns) the dispatch counters are relative to.
+    ledger_epoch: AtomicU64,
+    dispatched_requests: AtomicU64,
+    dispatched_tokens: AtomicU64,
+    /// Blocks this endpoint had matched at the picks that chose it.
+    pub(crate) matched_blocks: AtomicU64,
+}
+
+/// Requests and prompt tokens sent to an endpoint since its last scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Dispatched {
+    /// Requests picked for the endpoint since `scraped_at`.
+    pub requests: u64,
+    /// Their prompt token estimates, summed.
+    pub tokens: u64,
+}
+
+impl EndpointSlot {
+    fn new(capacity: usize) -> Self {
+        Self {
+            index: Mutex::new(BlockLru::new(capacity)),
+            sized_for: AtomicU64::new(0),
+            ledger_epoch: AtomicU64::new(0),
+            dispatched_requests: AtomicU64::new(0),
+            dispatched_tokens: AtomicU64::new(0),
+            matched_blocks: AtomicU64::new(0),
+        }
+    }
+
+    /// The index, locked. A poisoned lock still holds a consistent LRU (no method panics
+    /// half-way), so it is used as is.
+    pub fn index(&self) -> MutexGuard<'_, BlockLru> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resizes the index if the engine's reported capacity changed.
+    pub fn resize_for(&self, capacity_tokens: Option<u64>, sizing: &IndexSizing) {
+        let key = capacity_tokens.map_or(0, |t| t.saturating_add(1));
+        if self.sized_for.load(Ordering::Relaxed) == key {
+            return;
+        }
+        self.sized_for.store(key, Ordering::Relaxed);
+        self.index()
+            .set_capacity(sizing.blocks_for_tokens(capacity_tokens));
+    }
+
+    /// Dispatches since the scrape at `scraped_at`; counters from before it are dropped,
+    /// since that scrape's queue figures already include them.
+    pub fn dispatched_since(&self, scraped_at: Option<Timestamp>) -> Dispatched {
+        let epoch = scraped_at.map_or(0, |t| t.as_nanos() as u64);
+        let seen = self.ledger_epoch.load(Ordering::Acquire);
+        if epoch > seen
+            && self
+                .ledger_epoch
+                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.dispatched_requests.store(0, Ordering::Release);
+            self.dispatched_tokens.store(0, Ordering::Release);
+        }
+        Dispatched {
+            requests: self.dispatched_requests.load(Ordering::Acquire),
+            tokens: self.dispatched_tokens.load(Ordering::Acquire),
+        }
+    }
+
+    /// Counts one request of `tokens` prompt tokens sent to this endpoint.
+    pub fn record_dispatch(&self, tokens: u64) {
+        self.dispatched_requests.fetch_add(1, Ordering::AcqRel);
+        self.dispatched_tokens.fetch_add(tokens, Ordering::AcqRel);
+    }
+}
+
+const SHARDS: usize = 16;
+
+type Shard = RwLock<HashMap<Endpoint, Arc<EndpointSlot>>>;
+
+/// All endpoints' slots, sharded by endpoint.
+#[derive(Debug)]
+pub struct SlotMap {
+    shards: Vec<Shard>,
+    sizing: IndexSizing,
+}
+
+/// Size of an endpoint's index, for metrics and the debug view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct IndexStats {
+    /// Blocks held.
+    pub blocks: usize,
+    /// Most blocks held.
+    pub capacity: usize,
+    /// Heap bytes used.
+    pub bytes: usize,
+}
+
+impl SlotMap {
+    /// An empty map whose new slots are sized by `sizing`.
+    pub fn new(sizing: IndexSizing) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            sizing,
+        }
+    }
+
+    /// The sizing rules.
+    pub fn sizing(&self) -> &IndexSizing {
+        &self.sizing
+    }
+
+    fn shard(&self, e: &Endpoint) -> &Shard {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        e.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    /// The slot of `e`, if it exists.
+    pub fn get(&self, e: &Endpoint) -> Option<Arc<EndpointSlot>> {
+        self.shard(e)
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(e)
+            .cloned()
+    }
+
+    /// The slot of `e`, created empty if needed.
+    pub fn get_or_insert(&self, e: &Endpoint) -> Arc<EndpointSlot> {
+        if let Some(s) = self.get(e) {
+            return s;
+        }
+        self.shard(e)
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(*e)
+            .or_insert_with(|| Arc::new(EndpointSlot::new(self.sizing.blocks_for_tokens(None))))
+            .clone()
+    }
+
+    /// Drops the slots of endpoints not in `keep` and creates the missing ones.
+    pub fn retain(&self, keep: &[Endpoint]) {
+        for shard in &self.shards {
+            shard
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|e, _| keep.contains(e));
+        }
+        for e in keep {
+            self.get_or_insert(e);
+        }
+    }
+
+    /// Index size of every endpoint, sorted by endpoint.
+    pub fn stats(&self) -> Vec<(Endpoint, IndexStats)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let slots: Vec<_> = shard
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(e, s)| (*e, s.clone()))
+                .collect();
+            for (e, s) in slots {
+                let idx = s.index();
+                out.push((
+                    e,
+                    IndexStats {
+                        blocks: idx.len(),
+                        capacity: idx.capacity(),
+                        bytes: idx.memory_bytes(),
+                    },
+                ));
+            }
+        }
+        out.sort_by_key(|(e, _)| *e);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ep(s: &str) -> Endpoint {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn capacity_converts_engine_tokens_to_index_blocks() {
+        let s = IndexSizing::default();
+        // 2048 engine blocks × 16 tokens = 32768 tokens; 256 B / 4 B per token = 64 tokens
+        // per index block → 512 index blocks, not 2048.
+        assert_eq!(s.blocks_for_tokens(Some(2048 * 16)), 512);
+        assert_eq!(s.blocks_for_tokens(None), s.default_blocks);
+        assert_eq!(s.blocks_for_tokens(Some(0)), 1);
+        let small = IndexSizing {
+            max_blocks: 100,
+            ..s
+        };
+        assert_eq!(small.blocks_for_tokens(Some(u64::MAX)), 100);
+    }
+
+    #[test]
+    fn ledger_resets_on_a_newer_scrape() {
+        let map = SlotMap::new(IndexSizing::default());
+        let slot = map.get_or_insert(&ep("10.0.0.1:80"));
+        let t1 = Some(Duration::from_millis(10));
+        assert_eq!(slot.dispatched_since(t1), Dispatched::default());
+        slot.record_dispatch(100);
+        slot.record_dispatch(50);
+        assert_eq!(
+            slot.dispatched_since(t1),
+            Dispatched {
+                requests: 2,
+                tokens: 150
+            }
+        );
+        let t2 = Some(Duration::from_millis(60));
+        assert_eq!(slot.dispatched_since(t2), Dispatched::default());
+        // An older view (another caller's stale snapshot) does not resurrect counts.
+        slot.record_dispatch(1);
+        assert_eq!(slot.dispatched_since(t1).requests, 1);
+    }
+
+    #[test]
+    fn retain_drops_removed_endpoints_and_resize_follows_capacity() {
+        let map = SlotMap::new(IndexSizing::default());
+        let (a, b) = (ep("10.0.0.1:80"), ep("10.0.0.2:80"));
+        map.retain(&[a, b]);
+        assert!(map.get(&a).is_some() && map.get(&b).is_some());
+        map.retain(&[b]);
+        assert!(map.get(&a).is_none());
+        let slot = map.get(&b).unwrap();
+        slot.resize_for(Some(64 * 10), map.sizing());
+        assert_eq!(slot.index().capacity(), 10);
+        assert_eq!(map.stats()[0].1.capacity, 10);
+    }
+}
