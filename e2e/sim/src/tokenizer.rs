@@ -20,8 +20,8 @@ pub const MAX_TOKEN_BYTES: usize = 6;
 
 /// Words the simulated model "generates"; every entry is a single token.
 pub const OUTPUT_WORDS: [&str; 16] = [
-    " the", " model", " is", " a", " simulated", " vllm", " pod", " and", " it", " says", " hello",
-    " to", " you", " with", " some", " tokens",
+    " the", " model", " is", " a", " sim", " vllm", " pod", " and", " it", " says", " hello",
+    " to", " you", " with", " some", " text",
 ];
 
 /// Id of a token given its bytes.
