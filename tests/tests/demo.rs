@@ -63,7 +63,11 @@ async fn demo_stack_serves_the_guides_urls_over_https() -> anyhow::Result<()> {
             assert!(v["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0, "{v}");
         }
     }
-    assert_eq!(served.len(), 2, "requests should reach both pods: {served:?}");
+    assert_eq!(
+        served.len(),
+        2,
+        "requests should reach both pods: {served:?}"
+    );
     let denied = client
         .post(format!("{base}/v1/chat/completions"))
         .json(&chat_body("Qwen/Qwen3-0.6B", false))
@@ -73,7 +77,10 @@ async fn demo_stack_serves_the_guides_urls_over_https() -> anyhow::Result<()> {
 
     // The plain HTTP listener serves too, as the guide's Gateway has both.
     let http = http_client()
-        .get(format!("{}/my-first-model/qwen3-0-6b/v1/models", stack.envoy.http_url()))
+        .get(format!(
+            "{}/my-first-model/qwen3-0-6b/v1/models",
+            stack.envoy.http_url()
+        ))
         .send()
         .await?;
     assert_eq!(http.status(), 200);

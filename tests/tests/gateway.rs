@@ -87,21 +87,36 @@ async fn https_chat_completion_reaches_the_pod_through_original_dst() -> anyhow:
             vec![pod.addr.to_string().as_str()]
         );
     }
-    assert_eq!(envoy.stat("wasmcustom.infergate.auth.allowed").await?, Some(2));
-    assert_eq!(envoy.stat("wasmcustom.infergate.affinity.picks").await?, Some(2));
+    assert_eq!(
+        envoy.stat("wasmcustom.infergate.auth.allowed").await?,
+        Some(2)
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.infergate.affinity.picks").await?,
+        Some(2)
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unauthenticated_requests_get_openai_style_401s_and_never_reach_a_pod() -> anyhow::Result<()> {
+async fn unauthenticated_requests_get_openai_style_401s_and_never_reach_a_pod() -> anyhow::Result<()>
+{
     let pod = Upstream::start("pod-1", MODEL).await?;
     let envoy = Envoy::start(&gateway(&[&pod], None)?).await?;
     let client = http_client();
     let url = format!("{}/v1/chat/completions", envoy.http_url());
     let cases: Vec<(Option<&str>, &str, &str)> = vec![
         (None, "missing_credential", "Bearer realm=\"infergate\""),
-        (Some("Bearer wrong-key"), "invalid_api_key", "Bearer realm=\"infergate\", error=\"invalid_token\""),
-        (Some("Basic YWxpY2U6eA=="), "invalid_api_key", "Bearer realm=\"infergate\", error=\"invalid_token\""),
+        (
+            Some("Bearer wrong-key"),
+            "invalid_api_key",
+            "Bearer realm=\"infergate\", error=\"invalid_token\"",
+        ),
+        (
+            Some("Basic YWxpY2U6eA=="),
+            "invalid_api_key",
+            "Bearer realm=\"infergate\", error=\"invalid_token\"",
+        ),
     ];
     for (auth, code, www) in cases {
         let mut req = client.post(&url).json(&chat_body(MODEL, false));
@@ -132,7 +147,11 @@ async fn unauthenticated_requests_get_openai_style_401s_and_never_reach_a_pod() 
         .send()
         .await?;
     assert_eq!(dup.status(), 401);
-    assert_eq!(pod.requests().len(), 1, "only the authenticated request reaches the pod");
+    assert_eq!(
+        pod.requests().len(),
+        1,
+        "only the authenticated request reaches the pod"
+    );
     assert_eq!(
         envoy
             .stat("wasmcustom.infergate.auth.denied.invalid_credential")
@@ -157,11 +176,20 @@ async fn client_sent_destination_headers_never_choose_the_upstream() -> anyhow::
             ("x-gateway-destination-endpoint", victim.addr.to_string()),
             ("x-gateway-destination-endpoint", victim.addr.to_string()),
         ],
-        vec![("x-gateway-destination-endpoint-fallbacks", victim.addr.to_string())],
-        vec![("x-gateway-destination-endpoint", "169.254.169.254:80".to_string())],
+        vec![(
+            "x-gateway-destination-endpoint-fallbacks",
+            victim.addr.to_string(),
+        )],
+        vec![(
+            "x-gateway-destination-endpoint",
+            "169.254.169.254:80".to_string(),
+        )],
     ];
     for headers in &spoofs {
-        let mut req = client.post(&url).bearer_auth(KEY).json(&chat_body(MODEL, false));
+        let mut req = client
+            .post(&url)
+            .bearer_auth(KEY)
+            .json(&chat_body(MODEL, false));
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -175,7 +203,9 @@ async fn client_sent_destination_headers_never_choose_the_upstream() -> anyhow::
             r.header("x-gateway-destination-endpoint"),
             vec![pod.addr.to_string().as_str()]
         );
-        assert!(r.header("x-gateway-destination-endpoint-fallbacks").is_empty());
+        assert!(r
+            .header("x-gateway-destination-endpoint-fallbacks")
+            .is_empty());
     }
     assert_eq!(
         envoy
@@ -223,7 +253,11 @@ async fn invalid_plugin_configuration_is_reported_with_plugin_and_field() -> any
             r#"{"endpoints":["127.0.0.1:8000"],"endpointz":1}"#,
             "unknown field `endpointz`",
         ),
-        ("ratelimit", "{not json", "infergate-ratelimit: invalid configuration"),
+        (
+            "ratelimit",
+            "{not json",
+            "infergate-ratelimit: invalid configuration",
+        ),
     ];
     for (plugin, config, expected) in cases {
         let spec = GatewaySpec::default().with_filter(WasmFilter::plugin(plugin, config)?);
@@ -233,7 +267,9 @@ async fn invalid_plugin_configuration_is_reported_with_plugin_and_field() -> any
         };
         assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
         assert!(err.contains("exited during start"), "{err}");
-        if std::env::var_os("SHOW_ERR").is_some() { eprintln!("{err}"); }
+        if std::env::var_os("SHOW_ERR").is_some() {
+            eprintln!("{err}");
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! and also compiled to `wasm32-wasip1` and tested there (`make test-core-wasm`).
 
 pub mod affinity;
+pub mod attributes;
 pub mod auth;
 pub mod config;
 pub mod endpoint;
