@@ -55,7 +55,10 @@ pub fn envoy_binary() -> Result<PathBuf> {
 /// executable first (the demo's own directory), then in the target dir's profiles.
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let mut candidates = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         candidates.push(dir.join(name));
         // Test executables live in target/<profile>/deps.
         if let Some(up) = dir.parent() {

@@ -139,9 +139,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let headers = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
     };
@@ -194,7 +202,11 @@ fn completion(state: &State, body: &[u8], chat: bool) -> Response<Body> {
     let words: Vec<String> = (0..max).map(|i| format!("tok{i} ")).collect();
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": max, "total_tokens": prompt_tokens + max});
     let id = format!("cmpl-{}", state.name);
-    let object = if chat { "chat.completion" } else { "text_completion" };
+    let object = if chat {
+        "chat.completion"
+    } else {
+        "text_completion"
+    };
     if req["stream"].as_bool() != Some(true) {
         let text: String = words.concat();
         let choice = if chat {
@@ -206,11 +218,19 @@ fn completion(state: &State, body: &[u8], chat: bool) -> Response<Body> {
         return full(StatusCode::OK, "application/json", out.to_string());
     }
     let include_usage = req["stream_options"]["include_usage"].as_bool() == Some(true);
-    let chunk_object = if chat { "chat.completion.chunk" } else { "text_completion" };
+    let chunk_object = if chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
     let mut events: Vec<String> = Vec::new();
     let n = words.len();
     for (i, w) in words.into_iter().enumerate() {
-        let finish = if i + 1 == n { json!("length") } else { Value::Null };
+        let finish = if i + 1 == n {
+            json!("length")
+        } else {
+            Value::Null
+        };
         let choice = if chat {
             json!({"index": 0, "delta": {"content": w}, "finish_reason": finish})
         } else {

@@ -19,7 +19,12 @@ impl ChildProcess {
     /// Starts `program args…` and waits (up to 30 s) for a stdout line starting with
     /// `announce`, returning the rest of that line (e.g. the bound address). Later output is
     /// drained to stderr prefixed with the child's name.
-    pub async fn spawn(name: &str, program: &Path, args: &[String], announce: &str) -> Result<(Self, String)> {
+    pub async fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        announce: &str,
+    ) -> Result<(Self, String)> {
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -70,7 +75,10 @@ impl ChildProcess {
                 }
             }
         }
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
             eprintln!("{} did not stop within {grace:?}; killing it", self.name);
             let _ = self.child.kill().await;
         }

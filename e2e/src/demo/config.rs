@@ -80,8 +80,8 @@ impl DemoConfig {
 
     /// Reads a configuration file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -136,11 +136,12 @@ mod tests {
         let c = DemoConfig::builtin().unwrap();
         assert_eq!(c.model, "Qwen/Qwen3-0.6B");
         assert_eq!(c.pods, 2);
-        assert_eq!(c.route_prefix.as_deref(), Some("/my-first-model/qwen3-0-6b/"));
+        assert_eq!(
+            c.route_prefix.as_deref(),
+            Some("/my-first-model/qwen3-0-6b/")
+        );
         let user = c.users[0].clone();
-        let auth = c
-            .plugin_config("auth", &[(user, "k".into())], &[])
-            .unwrap();
+        let auth = c.plugin_config("auth", &[(user, "k".into())], &[]).unwrap();
         assert_eq!(auth["methods"][0]["name"], "demo-api-keys");
         let aff = c
             .plugin_config("affinity", &[], &["127.0.0.1:1".into()])
@@ -150,12 +151,19 @@ mod tests {
 
     #[test]
     fn rejects_unknown_plugins_and_fields() {
-        let err = DemoConfig::parse("model: m\npods: 1\nhttpsPort: 0\nhttpPort: 0\nplugins: {authz: {}}\n")
-            .unwrap_err();
+        let err = DemoConfig::parse(
+            "model: m\npods: 1\nhttpsPort: 0\nhttpPort: 0\nplugins: {authz: {}}\n",
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("plugins.authz"), "{err:#}");
-        let err = DemoConfig::parse("model: m\npods: 1\nhttpsPort: 0\nhttpPort: 0\nplugins: {}\npodz: 2\n")
-            .unwrap_err();
+        let err = DemoConfig::parse(
+            "model: m\npods: 1\nhttpsPort: 0\nhttpPort: 0\nplugins: {}\npodz: 2\n",
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("podz"), "{err:#}");
-        assert!(DemoConfig::parse("model: m\npods: 0\nhttpsPort: 0\nhttpPort: 0\nplugins: {}\n").is_err());
+        assert!(
+            DemoConfig::parse("model: m\npods: 0\nhttpsPort: 0\nhttpPort: 0\nplugins: {}\n")
+                .is_err()
+        );
     }
 }

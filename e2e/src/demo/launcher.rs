@@ -185,10 +185,7 @@ impl Stack {
         out += &format!("HTTP URL: {}\n", self.envoy.http_url());
         out += &format!("CA certificate: {ca}\n");
         out += &format!("Envoy admin: {}\n", self.envoy.admin_url());
-        out += &format!(
-            "Pods ({pods_kind}): {}\n\n",
-            self.endpoints.join(", ")
-        );
+        out += &format!("Pods ({pods_kind}): {}\n\n", self.endpoints.join(", "));
         out += "Try:\n";
         out += &format!("  curl --cacert {ca} {https}{prefix}/v1/models\n");
         out += &format!(

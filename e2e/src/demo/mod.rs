@@ -1,8 +1,8 @@
 //! The local stack behind `make demo`: the guide's deployment on loopback.
 
+mod children;
 pub mod config;
 pub mod launcher;
-mod children;
 
 pub use config::DemoConfig;
 pub use launcher::{Stack, StackOptions};

@@ -24,9 +24,9 @@ pub fn render(spec: &GatewaySpec) -> Value {
         let endpoints: Vec<Value> = c
             .addresses
             .iter()
-            .map(|a| {
-                json!({"endpoint": {"address": socket_address(&a.ip().to_string(), a.port())}})
-            })
+            .map(
+                |a| json!({"endpoint": {"address": socket_address(&a.ip().to_string(), a.port())}}),
+            )
             .collect();
         let mut cluster = json!({
             "name": c.name,
@@ -53,11 +53,7 @@ pub fn render(spec: &GatewaySpec) -> Value {
                 .map(|l| listener(l, spec, &routes))
                 .collect::<Vec<_>>(),
             "clusters": clusters,
-        },
-        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
-            // Loopback tests: no overload manager limits on connections.
-            "overload.global_downstream_max_connections": 50000
-        }}]}
+        }
     })
 }
 
@@ -151,6 +147,10 @@ fn wasm_filter(f: &WasmFilter) -> Value {
                     "value": f.config,
                 },
                 "fail_open": false,
+                // Our filters hold request headers while they read the body (to choose the
+                // destination, estimate tokens): without this Envoy turns StopIteration into
+                // StopAllIteration and never calls the body callback.
+                "allow_on_headers_stop_iteration": true,
             }
         }
     })
@@ -177,8 +177,14 @@ mod tests {
         let b = render(&spec);
         let filters = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
             ["typed_config"]["http_filters"];
-        assert_eq!(filters[0]["typed_config"]["config"]["name"], "infergate-auth");
-        assert_eq!(filters[1]["typed_config"]["config"]["name"], "infergate-affinity");
+        assert_eq!(
+            filters[0]["typed_config"]["config"]["name"],
+            "infergate-auth"
+        );
+        assert_eq!(
+            filters[1]["typed_config"]["config"]["name"],
+            "infergate-affinity"
+        );
         assert_eq!(
             filters[1]["typed_config"]["config"]["configuration"]["value"],
             r#"{"endpoints":[]}"#

@@ -16,7 +16,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running Envoy. Killed (with its children) when dropped.
 pub struct Envoy {
     child: Option<Child>,
-    dir: tempfile::TempDir,
+    /// Working directory (bootstrap, log); kept after exit when `INFERGATE_KEEP_ENVOY` is set.
+    dir: Option<tempfile::TempDir>,
     admin: String,
     ports: HashMap<String, u16>,
     tls: HashMap<String, bool>,
@@ -29,7 +30,9 @@ impl Envoy {
     /// If Envoy exits during start (for example because a plugin rejected its configuration),
     /// the error carries the end of Envoy's log, where the plugin's message is.
     pub async fn start(spec: &GatewaySpec) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("infergate-envoy-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("infergate-envoy-")
+            .tempdir()?;
         let config_path = dir.path().join("envoy.json");
         std::fs::write(
             &config_path,
@@ -54,7 +57,7 @@ impl Envoy {
             .context("starting envoy")?;
         let mut envoy = Self {
             child: Some(child),
-            dir,
+            dir: Some(dir),
             admin: String::new(),
             ports: HashMap::new(),
             tls: spec
@@ -73,7 +76,11 @@ impl Envoy {
     async fn wait_ready(&mut self, admin_path: &Path) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!(
                     "envoy exited during start ({status}); errors from its log ({}):\n{}",
                     self.log_path().display(),
@@ -102,7 +109,9 @@ impl Envoy {
                     .send()
                     .await;
                 if let Ok(r) = ready {
-                    if r.status().is_success() && r.text().await.unwrap_or_default().trim() == "LIVE" {
+                    if r.status().is_success()
+                        && r.text().await.unwrap_or_default().trim() == "LIVE"
+                    {
                         self.ports = self.listener_ports().await?;
                         return Ok(());
                     }
@@ -196,7 +205,10 @@ impl Envoy {
 
     /// Path of Envoy's log file.
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("envoy.log")
+        self.dir
+            .as_ref()
+            .map(|d| d.path().join("envoy.log"))
+            .unwrap_or_default()
     }
 
     /// The last `lines` error and critical lines of the log (or its last lines if none).
@@ -249,5 +261,10 @@ impl Envoy {
 impl Drop for Envoy {
     fn drop(&mut self) {
         self.kill();
+        if std::env::var_os("INFERGATE_KEEP_ENVOY").is_some() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("envoy files kept in {}", dir.keep().display());
+            }
+        }
     }
 }

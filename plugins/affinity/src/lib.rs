@@ -1,17 +1,23 @@
-//! `infergate-affinity`: endpoint hints inside Envoy.
+//! `infergate-affinity`: prefix-affinity endpoint hints inside Envoy.
 //!
-//! Every request leaves this filter with exactly one `x-gateway-destination-endpoint`, chosen
-//! by the gateway: client-sent copies (and the fallback list) are removed first, so no client
-//! can make the ORIGINAL_DST cluster connect to an address of its choosing. This build spreads
-//! requests round-robin over the configured endpoints.
+//! Every request leaves this filter with exactly one `x-gateway-destination-endpoint`, chosen by
+//! the gateway: client-sent copies (and the fallback list) are removed first, so no client can
+//! make the ORIGINAL_DST cluster connect to an address of its choosing.
+//!
+//! Inference requests (`/v1/chat/completions`, `/v1/completions`, `/v1/responses`) are held
+//! until their body is complete, parsed once with `infergate_core::openai`, and cut into
+//! prefix block hashes; requests sharing a prompt prefix go to the same endpoint (rendezvous
+//! hashing over the configured endpoints). The header is set from the body callback while the
+//! request headers are still held, which Envoy 1.40 honours for the ORIGINAL_DST choice.
 
+mod filter;
+
+use filter::AffinityFilter;
 use infergate_core::affinity::AffinityConfig;
 use infergate_core::endpoint::Endpoint;
-use infergate_core::headers::{DESTINATION_ENDPOINT, DESTINATION_ENDPOINT_FALLBACKS};
-use infergate_core::openai_error::ErrorKind;
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{ContextType, LogLevel};
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -22,12 +28,27 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AffinityRoot::default()) });
 }}
 
+/// Stats of the plugin.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Metrics {
+    pub picks: Option<u32>,
+    pub prefix_picks: Option<u32>,
+    pub spoofed: Option<u32>,
+    pub parse_errors: Option<u32>,
+    pub too_large: Option<u32>,
+}
+
+/// What every request context of this VM shares.
+pub(crate) struct Shared {
+    pub config: AffinityConfig,
+    pub endpoints: Vec<Endpoint>,
+    pub next: Cell<usize>,
+    pub metrics: Metrics,
+}
+
 #[derive(Default)]
 struct AffinityRoot {
-    endpoints: Rc<Vec<String>>,
-    next: Rc<Cell<usize>>,
-    picks: Option<u32>,
-    spoofed: Option<u32>,
+    shared: Option<Rc<Shared>>,
 }
 
 impl Context for AffinityRoot {}
@@ -39,67 +60,27 @@ impl RootContext for AffinityRoot {
         else {
             return false;
         };
-        self.endpoints = Rc::new(
-            config
-                .parsed_endpoints()
-                .iter()
-                .map(Endpoint::to_string)
-                .collect(),
-        );
-        self.picks = glue::counter("infergate.affinity.picks");
-        self.spoofed = glue::counter("infergate.affinity.spoofed_destination_removed");
+        let metrics = Metrics {
+            picks: glue::counter("infergate.affinity.picks"),
+            prefix_picks: glue::counter("infergate.affinity.prefix_picks"),
+            spoofed: glue::counter("infergate.affinity.spoofed_destination_removed"),
+            parse_errors: glue::counter("infergate.affinity.parse_errors"),
+            too_large: glue::counter("infergate.affinity.body_too_large"),
+        };
+        self.shared = Some(Rc::new(Shared {
+            endpoints: config.parsed_endpoints(),
+            config,
+            next: Cell::new(0),
+            metrics,
+        }));
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(AffinityFilter {
-            endpoints: self.endpoints.clone(),
-            next: self.next.clone(),
-            picks: self.picks,
-            spoofed: self.spoofed,
-        }))
+        Some(Box::new(AffinityFilter::new(self.shared.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
-    }
-}
-
-struct AffinityFilter {
-    endpoints: Rc<Vec<String>>,
-    next: Rc<Cell<usize>>,
-    picks: Option<u32>,
-    spoofed: Option<u32>,
-}
-
-impl Context for AffinityFilter {}
-
-impl HttpContext for AffinityFilter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let spoofed = self.get_http_request_header(DESTINATION_ENDPOINT).is_some()
-            || self
-                .get_http_request_header(DESTINATION_ENDPOINT_FALLBACKS)
-                .is_some();
-        self.set_http_request_header(DESTINATION_ENDPOINT, None);
-        self.set_http_request_header(DESTINATION_ENDPOINT_FALLBACKS, None);
-        if spoofed {
-            glue::bump(self.spoofed);
-        }
-        if self.endpoints.is_empty() {
-            glue::send_error(
-                self,
-                ErrorKind::Unavailable,
-                "no_endpoint",
-                "No model endpoint is available to serve this request.",
-                &[],
-            );
-            return Action::Pause;
-        }
-        let i = self.next.get() % self.endpoints.len();
-        self.next.set(i.wrapping_add(1));
-        let chosen = self.endpoints[i].clone();
-        self.set_http_request_header(DESTINATION_ENDPOINT, Some(&chosen));
-        glue::bump(self.picks);
-        Action::Continue
     }
 }

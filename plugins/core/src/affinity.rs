@@ -1,7 +1,9 @@
-//! The `affinity` plugin's configuration.
+//! The `affinity` plugin's configuration and its prefix-affinity key.
 
 use crate::config::{ConfigError, Validate};
 use crate::endpoint::Endpoint;
+use crate::headers::normalize_header_name;
+use crate::prefix::{BlockHasher, DEFAULT_BLOCK_SIZE, DEFAULT_MAX_BLOCKS};
 use serde::Deserialize;
 
 /// Configuration of the endpoint-hint plugin.
@@ -10,6 +12,38 @@ use serde::Deserialize;
 pub struct AffinityConfig {
     /// The model-server endpoints (`ip:port`) requests may be sent to.
     pub endpoints: Vec<String>,
+    /// Bytes per prefix block (must match host-shim's).
+    #[serde(default = "block_size")]
+    pub block_size: usize,
+    /// Most prefix blocks hashed per request.
+    #[serde(default = "max_blocks")]
+    pub max_blocks: usize,
+    /// Leading blocks that choose the endpoint when no picker answers (consistent hashing).
+    #[serde(default = "affinity_blocks")]
+    pub affinity_blocks: usize,
+    /// Largest request body buffered (413 beyond).
+    #[serde(default = "max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Sidecar-less mode: also set this header to the prefix key (hex) so a RING_HASH or
+    /// MAGLEV cluster with a `hash_policy` on it keeps prefixes together.
+    #[serde(default)]
+    pub hint_header: Option<String>,
+}
+
+fn block_size() -> usize {
+    DEFAULT_BLOCK_SIZE
+}
+
+fn max_blocks() -> usize {
+    DEFAULT_MAX_BLOCKS
+}
+
+fn affinity_blocks() -> usize {
+    4
+}
+
+fn max_body_bytes() -> usize {
+    8 * 1024 * 1024
 }
 
 impl AffinityConfig {
@@ -19,6 +53,14 @@ impl AffinityConfig {
             .iter()
             .filter_map(|e| e.parse().ok())
             .collect()
+    }
+
+    /// The block hasher these settings describe.
+    pub fn hasher(&self) -> BlockHasher {
+        BlockHasher {
+            block_size: self.block_size,
+            max_blocks: self.max_blocks,
+        }
     }
 }
 
@@ -34,7 +76,41 @@ impl Validate for AffinityConfig {
             e.parse::<Endpoint>()
                 .map_err(|m| ConfigError::new(format!("endpoints[{i}]"), m))?;
         }
+        if !(16..=65_536).contains(&self.block_size) {
+            return Err(ConfigError::new(
+                "blockSize",
+                "must be between 16 and 65536 bytes",
+            ));
+        }
+        if !(1..=4096).contains(&self.max_blocks) {
+            return Err(ConfigError::new("maxBlocks", "must be between 1 and 4096"));
+        }
+        if self.affinity_blocks == 0 || self.affinity_blocks > self.max_blocks {
+            return Err(ConfigError::new(
+                "affinityBlocks",
+                "must be between 1 and maxBlocks",
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::new("maxBodyBytes", "must be positive"));
+        }
+        if let Some(h) = &self.hint_header {
+            if normalize_header_name(h).is_none() {
+                return Err(ConfigError::new("hintHeader", "not a valid header name"));
+            }
+        }
         Ok(())
+    }
+}
+
+/// The key that keeps a prompt prefix on one endpoint when the choice is made by consistent
+/// hashing: the chained hash of the first `affinity_blocks` blocks (fewer if the prompt is
+/// shorter), or a hash of the whole prompt when it is shorter than one block.
+pub fn affinity_key(model: &str, prompt: &[u8], hashes: &[u64], affinity_blocks: usize) -> u64 {
+    let n = affinity_blocks.min(hashes.len());
+    match n.checked_sub(1).and_then(|i| hashes.get(i)) {
+        Some(h) => *h,
+        None => xxhash_rust::xxh64::xxh64(prompt, BlockHasher::model_seed(model)),
     }
 }
 
@@ -44,12 +120,44 @@ mod tests {
     use crate::config::parse;
 
     #[test]
-    fn validates_endpoints() {
+    fn validates_endpoints_and_sizes() {
         let ok = parse::<AffinityConfig>(br#"{"endpoints":["127.0.0.1:9000"]}"#).unwrap();
         assert_eq!(ok.parsed_endpoints().len(), 1);
+        assert_eq!(ok.hasher().block_size, DEFAULT_BLOCK_SIZE);
         let err =
             parse::<AffinityConfig>(br#"{"endpoints":["127.0.0.1:9000","pod:80"]}"#).unwrap_err();
         assert_eq!(err.path, "endpoints[1]");
         assert!(parse::<AffinityConfig>(br#"{"endpoints":[]}"#).is_err());
+        let err =
+            parse::<AffinityConfig>(br#"{"endpoints":["127.0.0.1:1"],"blockSize":0}"#).unwrap_err();
+        assert_eq!(err.path, "blockSize");
+        let err = parse::<AffinityConfig>(br#"{"endpoints":["127.0.0.1:1"],"hintHeader":"a b"}"#)
+            .unwrap_err();
+        assert_eq!(err.path, "hintHeader");
+    }
+
+    #[test]
+    fn key_follows_the_leading_blocks() {
+        let h = BlockHasher {
+            block_size: 4,
+            max_blocks: 16,
+        };
+        let a = b"sys-prompt-shared-part|question one";
+        let b = b"sys-prompt-shared-part|another question";
+        let ka = affinity_key("m", a, &h.hashes("m", a), 4);
+        let kb = affinity_key("m", b, &h.hashes("m", b), 4);
+        assert_eq!(ka, kb, "same first 16 bytes, same key");
+        let kc = affinity_key(
+            "m",
+            b"different start....",
+            &h.hashes("m", b"different start...."),
+            4,
+        );
+        assert_ne!(ka, kc);
+        // Shorter than one block: the whole prompt decides.
+        assert_ne!(
+            affinity_key("m", b"ab", &[], 4),
+            affinity_key("m", b"ac", &[], 4)
+        );
     }
 }

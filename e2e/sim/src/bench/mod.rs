@@ -1,0 +1,112 @@
+//! The offline routing-quality benchmark: the engine model in virtual time, N engines, a
+//! seeded workload, and routers compared side by side on identical inputs.
+
+pub mod cluster;
+pub mod plot;
+pub mod report;
+pub mod router;
+pub mod routers;
+pub mod workload;
+
+use cluster::{simulate, ClusterConfig, PreparedWorkload};
+use report::{summarize, WorkloadReport};
+use router::Router;
+use workload::{generate, typical_request, WorkloadKind, WorkloadSpec};
+
+/// Everything one benchmark run needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchConfig {
+    /// The cluster.
+    pub cluster: ClusterConfig,
+    /// Workload seed.
+    pub seed: u64,
+    /// Workloads to run.
+    pub workloads: Vec<WorkloadKind>,
+    /// Routers to compare (names from [`routers::NAMES`]).
+    pub routers: Vec<String>,
+    /// Number of load stages.
+    pub stages: usize,
+    /// Seconds per stage.
+    pub stage_seconds: f64,
+    /// Offered load of the first and last stage, as a fraction of the cluster's ideal
+    /// capacity for the workload (see [`ideal_capacity_per_engine`]).
+    pub load_range: (f64, f64),
+}
+
+/// Requests per second one engine could serve of `kind` with perfect prefix caching: the
+/// prefill of a typical request plus the marginal cost of its output tokens in a large decode
+/// batch (per-token linear cost, per-sequence decode cost and attention over the context).
+pub fn ideal_capacity_per_engine(cluster: &ClusterConfig, kind: WorkloadKind) -> f64 {
+    let c = &cluster.engine.cost;
+    let (new, cached, output) = typical_request(kind);
+    let context = (new + cached + output / 2) as f64;
+    let per_token = 1.0 / c.prefill_tokens_per_s + c.decode_s_per_seq + context * c.attention_s_per_pair;
+    1.0 / (c.prefill_seconds(new, cached) + output as f64 * per_token)
+}
+
+/// Request rates of each stage for `kind` on `cluster`: evenly spaced between the two
+/// fractions of the ideal capacity ([`ideal_capacity_per_engine`] × engines).
+pub fn stage_rates(cluster: &ClusterConfig, kind: WorkloadKind, stages: usize, range: (f64, f64)) -> Vec<f64> {
+    let per_engine = ideal_capacity_per_engine(cluster, kind);
+    let capacity = per_engine * cluster.engines as f64;
+    (0..stages)
+        .map(|k| {
+            let f = if stages <= 1 {
+                range.1
+            } else {
+                range.0 + (range.1 - range.0) * k as f64 / (stages - 1) as f64
+            };
+            (capacity * f * 10.0).round() / 10.0
+        })
+        .collect()
+}
+
+/// Runs every router on every workload.
+///
+/// # Errors
+/// Unknown router names, invalid engine configuration, or requests the engines cannot admit.
+pub fn run(cfg: &BenchConfig) -> Result<Vec<WorkloadReport>, String> {
+    let mut out = Vec::new();
+    for &kind in &cfg.workloads {
+        let spec = WorkloadSpec {
+            kind,
+            seed: cfg.seed,
+            stage_rates: stage_rates(&cfg.cluster, kind, cfg.stages, cfg.load_range),
+            stage_seconds: cfg.stage_seconds,
+            cluster_kv_tokens: (cfg.cluster.engines
+                * cfg.cluster.engine.num_gpu_blocks
+                * cfg.cluster.engine.block_size) as u64,
+        };
+        let prepared = PreparedWorkload::new(
+            generate(&spec),
+            &cfg.cluster.model,
+            cfg.cluster.engine.block_size,
+        );
+        let mut summaries = Vec::new();
+        for name in &cfg.routers {
+            let mut router: Box<dyn Router> = routers::by_name(name, cfg.seed)
+                .ok_or_else(|| format!("unknown router {name:?}; known: {:?}", routers::NAMES))?;
+            let result = simulate(&cfg.cluster, &prepared, router.as_mut())?;
+            summaries.push(summarize(&result, cfg.stages));
+        }
+        let w = &prepared.workload;
+        let description = format!(
+            "{} requests over {} stages of {:.0} s{}",
+            w.requests.len(),
+            w.stage_rates.len(),
+            w.stage_seconds,
+            if w.groups > 0 {
+                format!(", {} shared prefixes", w.groups)
+            } else {
+                String::new()
+            }
+        );
+        out.push(WorkloadReport {
+            workload: kind.name().to_string(),
+            description,
+            stage_rates: spec.stage_rates,
+            summaries,
+        });
+    }
+    Ok(out)
+}

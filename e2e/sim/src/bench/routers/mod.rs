@@ -1,0 +1,27 @@
+//! The built-in routing policies, one per file behind [`Router`].
+
+mod least_queue;
+mod oracle;
+mod random;
+mod round_robin;
+
+pub use least_queue::LeastQueue;
+pub use oracle::Oracle;
+pub use random::RandomPick;
+pub use round_robin::RoundRobin;
+
+use crate::bench::router::Router;
+
+/// Names accepted by [`by_name`], in report order.
+pub const NAMES: [&str; 4] = ["round-robin", "random", "least-queue", "oracle"];
+
+/// A fresh router called `name`, seeded with `seed` where it draws random numbers.
+pub fn by_name(name: &str, seed: u64) -> Option<Box<dyn Router>> {
+    Some(match name {
+        "round-robin" => Box::new(RoundRobin::default()),
+        "random" => Box::new(RandomPick::new(seed)),
+        "least-queue" => Box::new(LeastQueue::default()),
+        "oracle" => Box::new(Oracle),
+        _ => return None,
+    })
+}

@@ -1,0 +1,125 @@
+//! `bench-routing`: compares routers on simulated vLLM engines in virtual time and writes a
+//! markdown report (and a PNG of TTFT p90 against offered load per workload).
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+use infergate_sim::bench::workload::WorkloadKind;
+use infergate_sim::bench::{cluster::ClusterConfig, plot, report, routers, run, BenchConfig};
+use infergate_sim::cost;
+use infergate_sim::engine::EngineConfig;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(about = "Offline routing-quality benchmark on simulated vLLM engines")]
+struct Args {
+    /// Folder for the report (created if missing).
+    #[arg(long, default_value = "e2e/results/")]
+    out: PathBuf,
+    /// Workload seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Number of simulated engines.
+    #[arg(long, default_value_t = 4)]
+    engines: usize,
+    /// Engine profile.
+    #[arg(long, default_value = "llama-8b-h200")]
+    profile: String,
+    /// Override the profile's KV blocks per engine (smaller = faster runs, fewer groups).
+    #[arg(long)]
+    kv_blocks: Option<usize>,
+    /// Load stages per workload.
+    #[arg(long, default_value_t = 8)]
+    stages: usize,
+    /// Seconds of virtual time per stage.
+    #[arg(long, default_value_t = 30.0)]
+    stage_seconds: f64,
+    /// Offered load of the first stage, fraction of ideal prefill capacity.
+    #[arg(long, default_value_t = 0.15)]
+    min_load: f64,
+    /// Offered load of the last stage, fraction of ideal prefill capacity.
+    #[arg(long, default_value_t = 1.2)]
+    max_load: f64,
+    /// Workloads to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = WorkloadKind::ALL)]
+    workloads: Vec<WorkloadKind>,
+    /// Routers to compare (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = routers::NAMES.map(String::from))]
+    routers: Vec<String>,
+    /// Milliseconds between metric scrapes (staleness of the load view).
+    #[arg(long, default_value_t = 50.0)]
+    scrape_interval_ms: f64,
+    /// Model name.
+    #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
+    model: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let profile = cost::profile(&args.profile).ok_or_else(|| {
+        anyhow!(
+            "unknown profile {:?}; known: {:?}",
+            args.profile,
+            cost::PROFILES.map(|p| p.name)
+        )
+    })?;
+    let mut engine = EngineConfig::from_profile(&profile);
+    if let Some(b) = args.kv_blocks {
+        engine.num_gpu_blocks = b;
+        engine.max_model_len = engine.max_model_len.min(b * engine.block_size);
+    }
+    let cfg = BenchConfig {
+        cluster: ClusterConfig {
+            engines: args.engines,
+            engine,
+            model: args.model.clone(),
+            scrape_interval: args.scrape_interval_ms / 1000.0,
+        },
+        seed: args.seed,
+        workloads: args.workloads.clone(),
+        routers: args.routers.clone(),
+        stages: args.stages,
+        stage_seconds: args.stage_seconds,
+        load_range: (args.min_load, args.max_load),
+    };
+    let started = Instant::now();
+    let sections = run(&cfg).map_err(|e| anyhow!(e))?;
+    let wall = started.elapsed().as_secs_f64();
+    let simulated: usize = sections
+        .iter()
+        .map(|w| w.summaries.iter().map(|s| s.requests).sum::<usize>())
+        .sum();
+    let header = format!(
+        "# Routing benchmark (offline, virtual time)\n\n\
+         {} × `{}` ({}), {} KV blocks of {} tokens per engine, max_num_seqs {}, \
+         max_num_batched_tokens {}, metrics scraped every {} ms, seed {}.\n\n\
+         Simulated {} requests in {:.1} s of wall time ({:.0} requests/minute).\n\n\
+         Command: `bench-routing {}`",
+        cfg.cluster.engines,
+        profile.name,
+        profile.model_shape,
+        engine.num_gpu_blocks,
+        engine.block_size,
+        engine.max_num_seqs,
+        engine.max_num_batched_tokens,
+        args.scrape_interval_ms,
+        args.seed,
+        simulated,
+        wall,
+        simulated as f64 / wall * 60.0,
+        std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+    );
+    let md = report::markdown(&header, &sections);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let md_path = args.out.join("bench-routing.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    print!("{md}");
+    println!("\nwrote {}", md_path.display());
+    for w in &sections {
+        let path = args.out.join(format!("ttft-p90-{}.png", w.workload));
+        if plot::write_ttft_plot(&path, w).with_context(|| format!("writing {}", path.display()))? {
+            println!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
