@@ -3,6 +3,10 @@
 //!
 //! Every response carries `x-served-by: <name>`; every request is recorded (method, path,
 //! headers, body) so tests can assert that, for example, a credential was not forwarded.
+//!
+//! Usage is reported as vLLM does; `prompt_tokens` is `ceil(body bytes / 4)`. A streaming
+//! request with `x-test-truncate-after: N` is cut off (connection reset) after N content
+//! chunks, before its usage chunk and `[DONE]`.
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -113,10 +117,14 @@ struct State {
     requests: Arc<Mutex<Vec<Recorded>>>,
 }
 
-type Body = UnsyncBoxBody<Bytes, Infallible>;
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body.into()).boxed_unsync());
+    let mut resp = Response::new(
+        Full::new(body.into())
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
     *resp.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         resp.headers_mut().insert("content-type", v);
@@ -146,6 +154,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             )
         })
         .collect();
+    let truncate = req
+        .headers()
+        .get("x-test-truncate-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
@@ -169,8 +182,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             "application/json",
             json!({"object": "list", "data": [{"id": state.model, "object": "model", "owned_by": "infergate"}]}).to_string(),
         ),
-        ("POST", "/v1/chat/completions") => completion(&state, &body, true),
-        ("POST", "/v1/completions") => completion(&state, &body, false),
+        ("POST", "/v1/chat/completions") => completion(&state, &body, true, truncate),
+        ("POST", "/v1/completions") => completion(&state, &body, false, truncate),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     };
     if let Ok(v) = state.name.parse() {
@@ -179,7 +192,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     Ok(resp)
 }
 
-fn completion(state: &State, body: &[u8], chat: bool) -> Response<Body> {
+fn completion(state: &State, body: &[u8], chat: bool, truncate: Option<usize>) -> Response<Body> {
     let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
@@ -193,7 +206,7 @@ fn completion(state: &State, body: &[u8], chat: bool) -> Response<Body> {
             &format!("The model `{model}` does not exist."),
         );
     }
-    let prompt_tokens = (body.len() / 4).max(1) as u64;
+    let prompt_tokens = body.len().div_ceil(4).max(1) as u64;
     let max = req["max_completion_tokens"]
         .as_u64()
         .or_else(|| req["max_tokens"].as_u64())
@@ -242,10 +255,15 @@ fn completion(state: &State, body: &[u8], chat: bool) -> Response<Body> {
         events.push(json!({"id": id, "object": chunk_object, "created": 0, "model": model, "choices": [], "usage": usage}).to_string());
     }
     events.push("[DONE]".to_string());
-    let stream = futures_util::stream::iter(events).then(|e| async move {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        Ok::<_, Infallible>(Frame::data(Bytes::from(format!("data: {e}\n\n"))))
-    });
+    let cut = truncate.unwrap_or(usize::MAX);
+    let stream =
+        futures_util::stream::iter(events.into_iter().enumerate()).then(move |(i, e)| async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            if i >= cut {
+                return Err(std::io::Error::other("truncated by x-test-truncate-after"));
+            }
+            Ok(Frame::data(Bytes::from(format!("data: {e}\n\n"))))
+        });
     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
     if let Ok(v) = "text/event-stream".parse() {
         resp.headers_mut().insert("content-type", v);

@@ -395,11 +395,8 @@ mod tests {
             completion_cap: 110,
         };
         let mut in_flight = Vec::new();
-        loop {
-            match l.check(&s, &User("u", ""), 0, Some(est)) {
-                Outcome::Allowed { charges, .. } => in_flight.push(charges),
-                _ => break,
-            }
+        while let Outcome::Allowed { charges, .. } = l.check(&s, &User("u", ""), 0, Some(est)) {
+            in_flight.push(charges);
         }
         assert_eq!(in_flight.len(), 50);
         for c in &in_flight {

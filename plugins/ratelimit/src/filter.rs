@@ -1,0 +1,339 @@
+//! The per-request filter: decide on the headers (request limits) or on the body (token
+//! limits), answer 429s, add budget headers, follow the response and settle.
+
+use crate::attrs::RequestAttributes;
+use crate::response::{Settlement, Tracker};
+use crate::store::SharedDataStore;
+use crate::Shared;
+use infergate_core::openai::{parse_request, request_stream_usage, ApiKind, UsageInjection};
+use infergate_core::openai_error::{self, ErrorKind};
+use infergate_core::ratelimit::config::FailureMode;
+use infergate_core::ratelimit::decision::{Charge, Limiter, Outcome, RateStatus, TokenEstimate};
+use infergate_core::ratelimit::headers;
+use infergate_glue as glue;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+pub(crate) struct RateLimitFilter {
+    shared: Option<Rc<Shared>>,
+    /// Attributes kept while the body is read.
+    attrs: Option<RequestAttributes>,
+    /// The API of a request whose body we wait for.
+    api: Option<ApiKind>,
+    /// Status of the applied rates, for the response headers.
+    status: Vec<RateStatus>,
+    /// Charges to settle when the response ends.
+    charges: Vec<Charge>,
+    /// Prompt tokens estimated for this request.
+    estimated_prompt: u64,
+    /// The gateway added `include_usage`: remove the usage chunk from the client's stream.
+    injected_usage: bool,
+    tracker: Option<Tracker>,
+    settled: bool,
+}
+
+impl RateLimitFilter {
+    pub(crate) fn new(shared: Option<Rc<Shared>>) -> Self {
+        Self {
+            shared,
+            attrs: None,
+            api: None,
+            status: Vec::new(),
+            charges: Vec::new(),
+            estimated_prompt: 0,
+            injected_usage: false,
+            tracker: None,
+            settled: false,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    fn attributes(&self, shared: &Shared) -> RequestAttributes {
+        RequestAttributes {
+            headers: self.get_http_request_headers(),
+            user_header: shared.config.identity_headers.userid.to_ascii_lowercase(),
+            groups_header: shared.config.identity_headers.groups.to_ascii_lowercase(),
+            model: None,
+        }
+    }
+
+    /// Applies the limiter's outcome: `true` when the request may go on.
+    fn apply(&mut self, shared: &Shared, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Allowed { charges, status } => {
+                glue::bump(shared.metrics.allowed);
+                self.status = status;
+                self.charges = charges;
+                true
+            }
+            Outcome::Limited {
+                name,
+                retry_after_secs,
+                status,
+            } => {
+                glue::bump(shared.metrics.limited);
+                let retry = retry_after_secs.to_string();
+                let rendered = headers::render(shared.config.response_headers, &status);
+                let mut extra: Vec<(&str, &str)> = vec![("retry-after", retry.as_str())];
+                extra.extend(rendered.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let message =
+                    format!("Rate limit `{name}` exceeded; retry after {retry_after_secs} s.");
+                glue::send_error(
+                    self,
+                    ErrorKind::RateLimited,
+                    "rate_limit_exceeded",
+                    &message,
+                    &extra,
+                );
+                false
+            }
+            Outcome::StoreFailed => {
+                glue::bump(shared.metrics.store_failed);
+                match shared.config.failure_mode {
+                    FailureMode::Allow => true,
+                    FailureMode::Deny => {
+                        glue::send_error(
+                            self,
+                            ErrorKind::Internal,
+                            "ratelimit_unavailable",
+                            "Rate limits could not be checked.",
+                            &[],
+                        );
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_error(&self, status: ErrorKind, body: &[u8]) -> Action {
+        self.send_http_response(
+            status.status(),
+            vec![("content-type", "application/json")],
+            Some(body),
+        );
+        Action::Pause
+    }
+
+    /// Decides a request from its complete body.
+    fn decide_with_body(&mut self, shared: &Shared, api: ApiKind, body: &[u8]) -> Action {
+        let parsed = match parse_request(api, body) {
+            Ok(p) => p,
+            Err(e) => return self.local_error(ErrorKind::BadRequest, &e.to_openai_body()),
+        };
+        let choices = parsed.n.unwrap_or(1).max(1);
+        let estimate = TokenEstimate {
+            prompt: parsed.estimated_prompt_tokens(),
+            completion_cap: parsed
+                .output_token_limit()
+                .unwrap_or(shared.config.default_max_tokens)
+                .saturating_mul(choices),
+        };
+        self.estimated_prompt = estimate.prompt;
+        let mut attrs = match self.attrs.take() {
+            Some(a) => a,
+            None => self.attributes(shared),
+        };
+        attrs.model = Some(parsed.model.clone());
+        let outcome = shared
+            .limiter
+            .check(&SharedDataStore, &attrs, self.now_ms(), Some(estimate));
+        if !self.apply(shared, outcome) {
+            return Action::Pause;
+        }
+        let counts_tokens = self
+            .charges
+            .iter()
+            .any(|c| c.counts == infergate_core::ratelimit::config::Counts::Tokens);
+        if counts_tokens {
+            match request_stream_usage(&parsed, body) {
+                Ok(UsageInjection::Injected(new_body)) => {
+                    self.set_http_request_body(0, body.len(), &new_body);
+                    if self.get_http_request_header("content-length").is_some() {
+                        self.set_http_request_header(
+                            "content-length",
+                            Some(&new_body.len().to_string()),
+                        );
+                    }
+                    self.injected_usage = true;
+                    glue::bump(shared.metrics.usage_injected);
+                }
+                Ok(UsageInjection::Unchanged) => {}
+                Err(e) => {
+                    self.settle_with(Settlement::KeepEstimate(String::new()));
+                    return self.local_error(ErrorKind::BadRequest, &e.to_openai_body());
+                }
+            }
+        }
+        Action::Continue
+    }
+
+    fn settle_with(&mut self, settlement: Settlement) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        match settlement {
+            Settlement::Usage(usage) => {
+                Limiter::settle(&SharedDataStore, &self.charges, usage);
+                glue::bump(shared.metrics.settled);
+            }
+            Settlement::KeepEstimate(why) => {
+                if !why.is_empty() {
+                    glue::bump(shared.metrics.usage_missing);
+                    glue::log(
+                        LogLevel::Warn,
+                        &format!("infergate-ratelimit: {why}; the estimate stays charged"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn too_large(&self, shared: &Shared) -> Action {
+        let body = openai_error::body(
+            ErrorKind::PayloadTooLarge,
+            "request_too_large",
+            &format!(
+                "The request body exceeds the gateway's limit of {} bytes.",
+                shared.config.max_body_bytes
+            ),
+        );
+        self.local_error(ErrorKind::PayloadTooLarge, &body)
+    }
+}
+
+impl Context for RateLimitFilter {}
+
+impl HttpContext for RateLimitFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        if shared.limiter.limits().is_empty() {
+            return Action::Continue;
+        }
+        let is_post = self.get_http_request_header(":method").as_deref() == Some("POST");
+        let api = self
+            .get_http_request_header(":path")
+            .and_then(|p| ApiKind::from_path(&p));
+        if let (true, Some(api), false) = (shared.needs_body && is_post, api, end_of_stream) {
+            if self
+                .get_http_request_header("content-length")
+                .and_then(|l| l.parse::<usize>().ok())
+                .is_some_and(|len| len > shared.config.max_body_bytes)
+            {
+                return self.too_large(&shared);
+            }
+            self.attrs = Some(self.attributes(&shared));
+            self.api = Some(api);
+            return Action::Pause;
+        }
+        let attrs = self.attributes(&shared);
+        let outcome = shared
+            .limiter
+            .check(&SharedDataStore, &attrs, self.now_ms(), None);
+        if self.apply(&shared, outcome) {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
+            return Action::Continue;
+        };
+        if body_size > shared.config.max_body_bytes {
+            self.api = None;
+            return self.too_large(&shared);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.api = None;
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.decide_with_body(&shared, api, &body)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        for (k, v) in headers::render(shared.config.response_headers, &self.status) {
+            self.set_http_response_header(&k, Some(&v));
+        }
+        if self
+            .charges
+            .iter()
+            .any(|c| c.counts == infergate_core::ratelimit::config::Counts::Tokens)
+        {
+            let content_type = self
+                .get_http_response_header("content-type")
+                .unwrap_or_default();
+            let tracker = Tracker::for_content_type(&content_type, self.injected_usage);
+            if matches!(tracker, Tracker::Sse { strip: true, .. }) {
+                // The body shrinks when the usage chunk is removed.
+                self.set_http_response_header("content-length", None);
+            }
+            self.tracker = Some(tracker);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(mut tracker) = self.tracker.take() else {
+            return Action::Continue;
+        };
+        let chunk = self
+            .get_http_response_body(0, body_size)
+            .unwrap_or_default();
+        if let Some(replacement) = tracker.feed(&chunk, end_of_stream) {
+            if replacement != chunk {
+                self.set_http_response_body(0, body_size, &replacement);
+            }
+        }
+        self.tracker = Some(tracker);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.settled || self.charges.is_empty() {
+            return;
+        }
+        let status = self
+            .get_property(vec!["response", "code"])
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0);
+        let nothing = Settlement::Usage(infergate_core::ratelimit::decision::Usage {
+            prompt: 0,
+            completion: 0,
+        });
+        // Settled once the stream is over (complete, cut off, or reset), from what passed.
+        let settlement = match self
+            .tracker
+            .as_ref()
+            .map(|t| t.settlement(self.estimated_prompt))
+        {
+            Some(Settlement::Usage(u)) => Settlement::Usage(u),
+            // An error answer without usage (upstream failure, bad request): nothing was
+            // generated, so nothing is charged.
+            Some(Settlement::KeepEstimate(_)) | None if status >= 400 || status == 0 => nothing,
+            Some(keep) => keep,
+            None => Settlement::KeepEstimate("response ended without a body".into()),
+        };
+        self.settle_with(settlement);
+    }
+}

@@ -1,0 +1,202 @@
+//! Token budgets in a real Envoy: charged up front from an estimate, settled to real usage
+//! from JSON bodies and SSE streams, `include_usage` injected and hidden from the client,
+//! truncated streams charged from what was streamed, and no unbounded overshoot under
+//! concurrency.
+
+mod common;
+
+use common::*;
+use futures_util::future::join_all;
+use infergate_e2e::envoy::{Envoy, GatewaySpec, WasmFilter};
+use infergate_e2e::upstream::Upstream;
+use serde_json::{json, Value};
+
+const MODEL: &str = "Qwen/Qwen3-0.6B";
+
+async fn gateway(pod: &Upstream, budget: u64) -> anyhow::Result<Envoy> {
+    let auth = json!({"methods": [{"name": "keys", "apiKey": {"keys": [
+        {"sha256": digest("alice-key"), "identity": {"userid": "alice"}}
+    ]}}]});
+    let rl = json!({
+        "limits": [{"name": "tokens", "rates": [{"limit": budget, "window": "1h"}],
+                    "counters": ["auth.identity.userid"], "counts": "tokens"}],
+        "responseHeaders": "xRatelimit"
+    });
+    let spec = GatewaySpec {
+        concurrency: 2,
+        ..GatewaySpec::default()
+    }
+    .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
+    .with_filter(WasmFilter::plugin("ratelimit", rl.to_string())?)
+    .with_filter(WasmFilter::plugin(
+        "affinity",
+        json!({"endpoints": [pod.addr.to_string()]}).to_string(),
+    )?);
+    Envoy::start(&spec).await
+}
+
+fn body(max_tokens: u64, stream: bool, include_usage: bool) -> Value {
+    let mut b = json!({"model": MODEL, "max_tokens": max_tokens, "stream": stream,
+        "messages": [{"role": "user", "content": "Tell me about prefix caching in vLLM."}]});
+    if include_usage {
+        b["stream_options"] = json!({"include_usage": true});
+    }
+    b
+}
+
+fn remaining(r: &reqwest::Response) -> u64 {
+    r.headers()["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("remaining header")
+}
+
+async fn post(
+    envoy: &Envoy,
+    b: &Value,
+    extra: Option<(&str, &str)>,
+) -> anyhow::Result<reqwest::Response> {
+    let mut req = http_client()
+        .post(format!("{}/v1/chat/completions", envoy.http_url()))
+        .bearer_auth("alice-key")
+        .json(b);
+    if let Some((k, v)) = extra {
+        req = req.header(k, v);
+    }
+    Ok(req.send().await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_the_estimate_then_settles_to_real_usage() -> anyhow::Result<()> {
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let envoy = gateway(&pod, 100_000).await?;
+    let b = body(500, false, false);
+    let first = post(&envoy, &b, None).await?;
+    assert_eq!(first.status(), 200);
+    let estimate = 100_000 - remaining(&first);
+    assert!(estimate >= 500, "estimate {estimate} must cover max_tokens");
+    let usage: Value = first.json().await?;
+    let actual = usage["usage"]["total_tokens"].as_u64().expect("usage");
+    assert!(
+        actual < estimate,
+        "the pod used less than the cap: {actual} vs {estimate}"
+    );
+    // The second request sees the first settled down to its real usage.
+    let second = post(&envoy, &b, None).await?;
+    assert_eq!(remaining(&second), 100_000 - actual - estimate);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_counted_exactly_without_showing_the_injected_usage_chunk() -> anyhow::Result<()>
+{
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let envoy = gateway(&pod, 100_000).await?;
+    // The client did not ask for usage: it gets exactly the stream it asked for…
+    let r = post(&envoy, &body(6, true, false), None).await?;
+    let estimate = 100_000 - remaining(&r);
+    let events = sse_data(&r.text().await?);
+    assert_eq!(events.len(), 7, "6 content chunks and [DONE]: {events:?}");
+    assert!(
+        events.iter().all(|e| !e.contains("\"usage\"")),
+        "{events:?}"
+    );
+    // …while the pod was asked for usage, and the budget settled to it.
+    let seen: Value = serde_json::from_slice(&pod.requests()[0].body)?;
+    assert_eq!(seen["stream_options"]["include_usage"], true);
+    let prompt = pod.requests()[0].body.len().div_ceil(4) as u64;
+    let r2 = post(&envoy, &body(6, true, true), None).await?;
+    assert_eq!(remaining(&r2), 100_000 - (prompt + 6) - estimate);
+    // A client that asked for usage gets its usage chunk.
+    let events = sse_data(&r2.text().await?);
+    assert!(events.iter().any(|e| e.contains("\"usage\"")), "{events:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_stream_is_charged_from_what_was_streamed() -> anyhow::Result<()> {
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let envoy = gateway(&pod, 100_000).await?;
+    let b = body(40, true, false);
+    let r = post(&envoy, &b, Some(("x-test-truncate-after", "3"))).await?;
+    let estimate = 100_000 - remaining(&r);
+    let _ = r.text().await; // the stream breaks off
+    let r2 = post(&envoy, &b, None).await?;
+    let after = remaining(&r2);
+    let charged_first = 100_000 - estimate - after;
+    // Prompt estimate plus what was streamed, far below the 40-token cap. Three chunks of
+    // "tokN " were streamed: max(3 deltas, ceil(15 bytes / 4)) = 4 completion tokens.
+    assert!(
+        charged_first < estimate,
+        "{charged_first} vs estimate {estimate}"
+    );
+    assert_eq!(charged_first, (estimate - 40) + 4);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_long_requests_never_overshoot_beyond_the_estimate_error() -> anyhow::Result<()>
+{
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let budget = 1_000;
+    let envoy = gateway(&pod, budget).await?;
+    let b = body(64, false, false);
+    let futures = (0..24).map(|_| {
+        let url = format!("{}/v1/chat/completions", envoy.http_url());
+        let b = b.clone();
+        async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client");
+            let r = client
+                .post(url)
+                .bearer_auth("alice-key")
+                .json(&b)
+                .send()
+                .await
+                .expect("send");
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            (status, v["usage"]["total_tokens"].as_u64().unwrap_or(0))
+        }
+    });
+    let results = join_all(futures).await;
+    let admitted: Vec<u64> = results
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, t)| *t)
+        .collect();
+    let limited = results.iter().filter(|(s, _)| *s == 429).count();
+    assert_eq!(admitted.len() + limited, 24, "{results:?}");
+    assert!(
+        limited > 0,
+        "all 24 got through a budget for a handful: {results:?}"
+    );
+    // Real usage of everything admitted stays within the budget plus the prompt-estimate
+    // error of each admitted request (the pod counts body bytes / 4 as prompt tokens).
+    let used: u64 = admitted.iter().sum();
+    let prompt_actual = serde_json::to_vec(&b)?.len().div_ceil(4) as u64;
+    let per_request_error = prompt_actual; // bound: the estimate is never below zero
+    assert!(
+        used <= budget + admitted.len() as u64 * per_request_error,
+        "used {used} of {budget} with {} admitted",
+        admitted.len()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_streaming_request_gets_a_proper_429() -> anyhow::Result<()> {
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let envoy = gateway(&pod, 100).await?;
+    let r = post(&envoy, &body(500, true, false), None).await?;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await?;
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert!(pod.requests().is_empty());
+    Ok(())
+}
