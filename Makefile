@@ -57,9 +57,10 @@ DEMO_CONFIG ?=
 demo: build
 	$(BIN_DIR)/infergate-demo $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG),) $(DEMO_ARGS)
 
+# Gateway overhead against bare Envoy, measured alongside (results in e2e/results/).
 bench: build
 	@bash tools/setup.sh --bench
-	@echo "benchmarks land with their issues; see README.md"
+	$(BIN_DIR)/bench-gateway
 
 bench-routing: build
 	@echo "the routing benchmark lands with the simulator issue"

@@ -14,6 +14,7 @@
 
 pub mod demo;
 pub mod envoy;
+pub mod loadgen;
 pub mod paths;
 pub mod tls;
 pub mod upstream;

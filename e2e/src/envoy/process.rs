@@ -141,6 +141,11 @@ impl Envoy {
         Ok(ports)
     }
 
+    /// Envoy's process id (for CPU accounting in benchmarks).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The bound port of listener `name`.
     pub fn port(&self, name: &str) -> Option<u16> {
         self.ports.get(name).copied()
