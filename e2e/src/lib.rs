@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod child;
 pub mod demo;
 pub mod envoy;
 pub mod loadgen;

@@ -76,6 +76,7 @@ impl Upstream {
             name: name.to_string(),
             model: model.to_string(),
             requests: requests.clone(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
         });
         let task = tokio::spawn(async move {
             loop {
@@ -115,6 +116,19 @@ struct State {
     name: String,
     model: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// vLLM-named metrics, so host-shim can scrape this upstream like a vLLM pod.
+fn metrics(state: &State) -> String {
+    let running = state.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+    let m = &state.model;
+    format!(
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{model_name=\"{m}\"}} {running}\n\
+         # TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{model_name=\"{m}\"}} 0\n\
+         # TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{{model_name=\"{m}\"}} 0.0\n\
+         # TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{{block_size=\"16\",num_gpu_blocks=\"4096\"}} 1.0\n"
+    )
 }
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -166,7 +180,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
     };
-    if let Ok(mut r) = state.requests.lock() {
+    // Scrapes are not requests the gateway sent: keep them out of the record.
+    let scrape = path == "/metrics";
+    if let (false, Ok(mut r)) = (scrape, state.requests.lock()) {
         r.push(Recorded {
             method: method.clone(),
             path: path.clone(),
@@ -177,6 +193,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let route = path.split('?').next().unwrap_or_default();
     let mut resp = match (method.as_str(), route) {
         ("GET", "/health") => full(StatusCode::OK, "text/plain", ""),
+        ("GET", "/metrics") => full(StatusCode::OK, "text/plain; version=0.0.4", metrics(&state)),
         ("GET", "/v1/models") => full(
             StatusCode::OK,
             "application/json",

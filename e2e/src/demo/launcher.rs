@@ -1,8 +1,9 @@
 //! Starts the whole local stack: simulated pods, host-shim, and Envoy with the plugins in order
 //! auth → ratelimit → affinity, an HTTPS and an HTTP listener.
 
-use super::children::ChildProcess;
 use super::config::{DemoConfig, DemoUser, PLUGIN_ORDER};
+use crate::child::ChildProcess;
+use crate::child::HostShim;
 use crate::envoy::{Envoy, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
 use crate::paths;
 use crate::tls::{self, TlsFiles};
@@ -44,7 +45,7 @@ pub struct Stack {
     /// The configuration it runs.
     pub config: DemoConfig,
     pods: Vec<Pod>,
-    host_shim: Option<ChildProcess>,
+    host_shim: Option<HostShim>,
 }
 
 impl Stack {
@@ -92,18 +93,7 @@ impl Stack {
         }
 
         let host_shim = if options.host_shim {
-            let bin = paths::workspace_binary("host-shim")?;
-            let args = vec![
-                "--endpoints".into(),
-                endpoints.join(","),
-                "--http-addr".into(),
-                "127.0.0.1:0".into(),
-                "--grpc-addr".into(),
-                "127.0.0.1:0".into(),
-            ];
-            let (child, _addr) =
-                ChildProcess::spawn("host-shim", &bin, &args, "http listening on ").await?;
-            Some(child)
+            Some(HostShim::start(&endpoints).await?)
         } else {
             None
         };
@@ -201,7 +191,7 @@ impl Stack {
     pub async fn stop(mut self) -> Result<()> {
         self.envoy.stop().await?;
         if let Some(h) = self.host_shim.take() {
-            h.stop(Duration::from_secs(5)).await;
+            h.process.stop(Duration::from_secs(5)).await;
         }
         for pod in self.pods.drain(..) {
             match pod {

@@ -1,6 +1,5 @@
 //! The local stack behind `make demo`: the guide's deployment on loopback.
 
-mod children;
 pub mod config;
 pub mod launcher;
 

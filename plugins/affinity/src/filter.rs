@@ -1,26 +1,43 @@
 //! The per-request filter: strip routing headers, hold inference requests until the body is
-//! complete, parse it, choose the endpoint, set the destination header.
+//! complete, parse it, ask host-shim (or hash), set the destination header, and report the
+//! endpoint that served.
 
-use crate::Shared;
+use crate::{ServedReport, Shared};
 use infergate_core::affinity::affinity_key;
-use infergate_core::endpoint::rendezvous;
+use infergate_core::endpoint::{rendezvous, Endpoint};
 use infergate_core::headers::{DESTINATION_ENDPOINT, DESTINATION_ENDPOINT_FALLBACKS};
 use infergate_core::openai::{parse_request, ApiKind};
 use infergate_core::openai_error::{self, ErrorKind};
+use infergate_core::pick_wire::{encode_pick, PickQuery};
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+/// A pick call in flight.
+struct PendingPick {
+    key: u64,
+    started: SystemTime,
+}
 
 pub(crate) struct AffinityFilter {
     shared: Option<Rc<Shared>>,
     /// The API of a request whose body we are waiting for.
     api: Option<ApiKind>,
+    pending: Option<PendingPick>,
+    /// Prompt block hashes, for the served report.
+    hashes: Vec<u64>,
 }
 
 impl AffinityFilter {
     pub(crate) fn new(shared: Option<Rc<Shared>>) -> Self {
-        Self { shared, api: None }
+        Self {
+            shared,
+            api: None,
+            pending: None,
+            hashes: Vec::new(),
+        }
     }
 
     fn unavailable(&self) -> Action {
@@ -29,9 +46,18 @@ impl AffinityFilter {
             ErrorKind::Unavailable,
             "no_endpoint",
             "No model endpoint is available to serve this request.",
-            &[],
+            &[("retry-after", "1")],
         );
         Action::Pause
+    }
+
+    fn set_destination(&self, shared: &Shared, endpoint: &Endpoint, fallbacks: &[Endpoint]) {
+        self.set_http_request_header(DESTINATION_ENDPOINT, Some(&endpoint.to_string()));
+        if !fallbacks.is_empty() {
+            let list: Vec<String> = fallbacks.iter().map(Endpoint::to_string).collect();
+            self.set_http_request_header(DESTINATION_ENDPOINT_FALLBACKS, Some(&list.join(",")));
+        }
+        glue::bump(shared.metrics.picks);
     }
 
     /// Round-robin choice for requests without a prompt (model listing and the like).
@@ -43,15 +69,26 @@ impl AffinityFilter {
         shared.next.set(i.wrapping_add(1));
         match shared.endpoints.get(i) {
             Some(e) => {
-                self.set_http_request_header(DESTINATION_ENDPOINT, Some(&e.to_string()));
-                glue::bump(shared.metrics.picks);
+                self.set_destination(shared, e, &[]);
                 Action::Continue
             }
             None => self.unavailable(),
         }
     }
 
-    fn route_body(&self, shared: &Shared, api: ApiKind, body: &[u8]) -> Action {
+    /// Consistent hashing of the leading prefix blocks over the configured endpoints.
+    fn route_by_hash(&self, shared: &Shared, key: u64) -> Action {
+        match rendezvous(key, &shared.endpoints) {
+            Some(e) => {
+                self.set_destination(shared, &e, &[]);
+                glue::bump(shared.metrics.prefix_picks);
+                Action::Continue
+            }
+            None => self.unavailable(),
+        }
+    }
+
+    fn route_body(&mut self, shared: &Shared, api: ApiKind, body: &[u8]) -> Action {
         let parsed = match parse_request(api, body) {
             Ok(p) => p,
             Err(e) => {
@@ -65,10 +102,8 @@ impl AffinityFilter {
                 return Action::Pause;
             }
         };
-        let hashes = shared
-            .config
-            .hasher()
-            .hashes(&parsed.model, &parsed.prompt.bytes);
+        let hasher = shared.config.hasher();
+        let hashes = hasher.hashes(&parsed.model, &parsed.prompt.bytes);
         let key = affinity_key(
             &parsed.model,
             &parsed.prompt.bytes,
@@ -78,17 +113,144 @@ impl AffinityFilter {
         if let Some(h) = &shared.config.hint_header {
             self.set_http_request_header(h, Some(&format!("{key:016x}")));
         }
-        let Some(endpoint) = rendezvous(key, &shared.endpoints) else {
-            return self.unavailable();
+        let Some(shim) = &shared.config.host_shim else {
+            return self.route_by_hash(shared, key);
         };
-        self.set_http_request_header(DESTINATION_ENDPOINT, Some(&endpoint.to_string()));
-        glue::bump(shared.metrics.picks);
-        glue::bump(shared.metrics.prefix_picks);
-        Action::Continue
+        let query = encode_pick(&PickQuery {
+            model: &parsed.model,
+            session: parsed.session_key.as_deref(),
+            subset: &[],
+            prompt_tokens: parsed.estimated_prompt_tokens(),
+            block_size: hasher.block_size,
+            hashes: &hashes,
+            sheddable: false,
+        });
+        self.hashes = hashes;
+        let call = self.dispatch_http_call(
+            &shim.cluster,
+            vec![
+                (":method", "POST"),
+                (":path", "/v1/pick"),
+                (":authority", &shim.authority),
+                ("content-type", "application/octet-stream"),
+            ],
+            Some(&query),
+            vec![],
+            Duration::from_millis(shim.timeout_ms),
+        );
+        match call {
+            Ok(_) => {
+                self.pending = Some(PendingPick {
+                    key,
+                    started: self.get_current_time(),
+                });
+                Action::Pause
+            }
+            Err(_) => self.fallback(shared, key),
+        }
+    }
+
+    /// host-shim could not be asked (down, slow, or refused the call).
+    fn fallback(&self, shared: &Shared, key: u64) -> Action {
+        glue::bump(shared.metrics.fallbacks);
+        if shared
+            .config
+            .host_shim
+            .as_ref()
+            .is_some_and(|s| s.fail_closed)
+        {
+            return self.unavailable();
+        }
+        self.route_by_hash(shared, key)
+    }
+
+    fn too_large(&mut self, shared: &Shared) -> Action {
+        self.api = None;
+        glue::bump(shared.metrics.too_large);
+        let body = openai_error::body(
+            ErrorKind::PayloadTooLarge,
+            "request_too_large",
+            &format!(
+                "The request body exceeds the gateway's limit of {} bytes.",
+                shared.config.max_body_bytes
+            ),
+        );
+        self.send_http_response(
+            ErrorKind::PayloadTooLarge.status(),
+            vec![("content-type", "application/json")],
+            Some(&body),
+        );
+        Action::Pause
+    }
+
+    /// Applies host-shim's answer; `None` when it did not answer usefully.
+    fn apply_pick(&self, shared: &Shared) -> Option<()> {
+        let headers = self.get_http_call_response_headers();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        // host-shim's own refusals are JSON; a 503 Envoy makes up when host-shim is down
+        // (connect failure, reset) is plain text and means "ask someone else".
+        let from_shim = header("content-type").is_some_and(|c| c.starts_with("application/json"));
+        match header(":status").as_deref() {
+            Some("200") => {
+                let endpoint: Endpoint = header(DESTINATION_ENDPOINT)?.parse().ok()?;
+                let fallbacks: Vec<Endpoint> = header(DESTINATION_ENDPOINT_FALLBACKS)
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|e| e.parse().ok())
+                    .collect();
+                self.set_destination(shared, &endpoint, &fallbacks);
+                glue::bump(shared.metrics.prefix_picks);
+                self.resume_http_request();
+                Some(())
+            }
+            Some("503") if from_shim => {
+                self.unavailable();
+                Some(())
+            }
+            Some("429") if from_shim => {
+                glue::send_error(
+                    self,
+                    ErrorKind::RateLimited,
+                    "overloaded",
+                    "Every model endpoint is saturated; retry shortly.",
+                    &[("retry-after", "1")],
+                );
+                Some(())
+            }
+            _ => None,
+        }
     }
 }
 
-impl Context for AffinityFilter {}
+impl Context for AffinityFilter {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        _num_headers: usize,
+        _body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let (Some(shared), Some(pending)) = (self.shared.clone(), self.pending.take()) else {
+            return;
+        };
+        if let Ok(elapsed) = self.get_current_time().duration_since(pending.started) {
+            glue::record(
+                shared.metrics.pick_latency_us,
+                u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            );
+        }
+        if self.apply_pick(&shared).is_none() {
+            if let Action::Continue = self.fallback(&shared, pending.key) {
+                self.resume_http_request();
+            }
+        }
+    }
+}
 
 impl HttpContext for AffinityFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -113,22 +275,19 @@ impl HttpContext for AffinityFilter {
             .and_then(|p| ApiKind::from_path(&p));
         match api {
             Some(api) if is_post && !end_of_stream => {
-                if let Some(len) = self
+                if self
                     .get_http_request_header("content-length")
                     .and_then(|l| l.parse::<usize>().ok())
+                    .is_some_and(|len| len > shared.config.max_body_bytes)
                 {
-                    if len > shared.config.max_body_bytes {
-                        return self.too_large(&shared);
-                    }
+                    return self.too_large(&shared);
                 }
                 self.api = Some(api);
                 // Hold the headers: the destination is set once the body is parsed.
                 Action::Pause
             }
-            Some(_) if is_post => {
-                // An inference POST without a body: let the parser explain what is missing.
-                self.route_body(&shared, api.unwrap_or(ApiKind::ChatCompletions), b"")
-            }
+            // An inference POST without a body: let the parser explain what is missing.
+            Some(api) if is_post => self.route_body(&shared, api, b""),
             _ => self.route_round_robin(&shared),
         }
     }
@@ -148,25 +307,27 @@ impl HttpContext for AffinityFilter {
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
         self.route_body(&shared, api, &body)
     }
-}
 
-impl AffinityFilter {
-    fn too_large(&mut self, shared: &Shared) -> Action {
-        self.api = None;
-        glue::bump(shared.metrics.too_large);
-        let body = openai_error::body(
-            ErrorKind::PayloadTooLarge,
-            "request_too_large",
-            &format!(
-                "The request body exceeds the gateway's limit of {} bytes.",
-                shared.config.max_body_bytes
-            ),
-        );
-        self.send_http_response(
-            ErrorKind::PayloadTooLarge.status(),
-            vec![("content-type", "application/json")],
-            Some(&body),
-        );
-        Action::Pause
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        let report = shared
+            .config
+            .host_shim
+            .as_ref()
+            .is_some_and(|s| s.report_served);
+        if report && !self.hashes.is_empty() {
+            let served = self
+                .get_property(vec!["upstream", "address"])
+                .and_then(|b| String::from_utf8(b).ok());
+            if let Some(endpoint) = served {
+                shared.queue_report(ServedReport {
+                    endpoint,
+                    hashes: std::mem::take(&mut self.hashes),
+                });
+            }
+        }
+        Action::Continue
     }
 }

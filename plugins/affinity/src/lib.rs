@@ -5,23 +5,37 @@
 //! make the ORIGINAL_DST cluster connect to an address of its choosing.
 //!
 //! Inference requests (`/v1/chat/completions`, `/v1/completions`, `/v1/responses`) are held
-//! until their body is complete, parsed once with `infergate_core::openai`, and cut into
-//! prefix block hashes; requests sharing a prompt prefix go to the same endpoint (rendezvous
-//! hashing over the configured endpoints). The header is set from the body callback while the
-//! request headers are still held, which Envoy 1.40 honours for the ORIGINAL_DST choice.
+//! until their body is complete, parsed once with `infergate_core::openai`, and cut into prefix
+//! block hashes. With `hostShim` configured the plugin asks host-shim for the endpoint with a
+//! compact call (model, hashes, token estimate: ~2 KB at most, whatever the prompt size);
+//! without it, or when host-shim is down or slow, requests sharing their leading blocks go to
+//! the same endpoint by rendezvous hashing. The header is set while the request headers are
+//! still held (`allow_on_headers_stop_iteration`), which Envoy 1.40 honours for ORIGINAL_DST.
+//! The endpoint that actually served is reported back to host-shim from a timer, off the
+//! request path.
 
 mod filter;
 
 use filter::AffinityFilter;
 use infergate_core::affinity::AffinityConfig;
 use infergate_core::endpoint::Endpoint;
+use infergate_core::pick_wire::encode_served;
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
+use std::time::Duration;
 
 const PLUGIN: &str = "infergate-affinity";
+
+/// Served reports kept while host-shim is unreachable; older ones are dropped.
+const MAX_QUEUED_REPORTS: usize = 1024;
+/// Reports sent per timer tick.
+const REPORTS_PER_TICK: usize = 64;
+/// Timer period for sending reports.
+const REPORT_PERIOD: Duration = Duration::from_millis(100);
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -33,9 +47,19 @@ proxy_wasm::main! {{
 pub(crate) struct Metrics {
     pub picks: Option<u32>,
     pub prefix_picks: Option<u32>,
+    pub fallbacks: Option<u32>,
+    pub pick_latency_us: Option<u32>,
     pub spoofed: Option<u32>,
     pub parse_errors: Option<u32>,
     pub too_large: Option<u32>,
+    pub reports_sent: Option<u32>,
+    pub reports_dropped: Option<u32>,
+}
+
+/// The endpoint that served a request, and the request's prefix hashes.
+pub(crate) struct ServedReport {
+    pub endpoint: String,
+    pub hashes: Vec<u64>,
 }
 
 /// What every request context of this VM shares.
@@ -44,6 +68,19 @@ pub(crate) struct Shared {
     pub endpoints: Vec<Endpoint>,
     pub next: Cell<usize>,
     pub metrics: Metrics,
+    reports: RefCell<VecDeque<ServedReport>>,
+}
+
+impl Shared {
+    /// Queues a served report for the timer to send.
+    pub(crate) fn queue_report(&self, report: ServedReport) {
+        let mut q = self.reports.borrow_mut();
+        if q.len() >= MAX_QUEUED_REPORTS {
+            q.pop_front();
+            glue::bump(self.metrics.reports_dropped);
+        }
+        q.push_back(report);
+    }
 }
 
 #[derive(Default)]
@@ -63,17 +100,57 @@ impl RootContext for AffinityRoot {
         let metrics = Metrics {
             picks: glue::counter("infergate.affinity.picks"),
             prefix_picks: glue::counter("infergate.affinity.prefix_picks"),
+            fallbacks: glue::counter("infergate.affinity.fallbacks"),
+            pick_latency_us: glue::histogram("infergate.affinity.pick_latency_us"),
             spoofed: glue::counter("infergate.affinity.spoofed_destination_removed"),
             parse_errors: glue::counter("infergate.affinity.parse_errors"),
             too_large: glue::counter("infergate.affinity.body_too_large"),
+            reports_sent: glue::counter("infergate.affinity.served_reports_sent"),
+            reports_dropped: glue::counter("infergate.affinity.served_reports_dropped"),
         };
+        if config.host_shim.as_ref().is_some_and(|s| s.report_served) {
+            self.set_tick_period(REPORT_PERIOD);
+        }
         self.shared = Some(Rc::new(Shared {
             endpoints: config.parsed_endpoints(),
             config,
             next: Cell::new(0),
             metrics,
+            reports: RefCell::new(VecDeque::new()),
         }));
         true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(shim) = &shared.config.host_shim else {
+            return;
+        };
+        for _ in 0..REPORTS_PER_TICK {
+            let Some(report) = shared.reports.borrow_mut().pop_front() else {
+                break;
+            };
+            let body = encode_served(&report.endpoint, &report.hashes);
+            let sent = self.dispatch_http_call(
+                &shim.cluster,
+                vec![
+                    (":method", "POST"),
+                    (":path", "/v1/served"),
+                    (":authority", &shim.authority),
+                    ("content-type", "application/octet-stream"),
+                ],
+                Some(&body),
+                vec![],
+                Duration::from_millis(shim.timeout_ms.max(200)),
+            );
+            glue::bump(if sent.is_ok() {
+                shared.metrics.reports_sent
+            } else {
+                shared.metrics.reports_dropped
+            });
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -28,6 +28,42 @@ pub struct AffinityConfig {
     /// MAGLEV cluster with a `hash_policy` on it keeps prefixes together.
     #[serde(default)]
     pub hint_header: Option<String>,
+    /// Ask host-shim for each pick (else: consistent hashing over `endpoints`).
+    #[serde(default)]
+    pub host_shim: Option<HostShimConfig>,
+}
+
+/// How to reach host-shim's pick API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostShimConfig {
+    /// The Envoy cluster that reaches host-shim's HTTP listener.
+    pub cluster: String,
+    /// `:authority` of the calls.
+    #[serde(default = "shim_authority")]
+    pub authority: String,
+    /// Pick call timeout; on timeout or error the plugin falls back to consistent hashing.
+    #[serde(default = "shim_timeout")]
+    pub timeout_ms: u64,
+    /// Answer 503 instead of falling back when host-shim cannot be asked.
+    #[serde(default)]
+    pub fail_closed: bool,
+    /// Report the endpoint that actually served each request, so host-shim's prefix index
+    /// follows reality.
+    #[serde(default = "yes")]
+    pub report_served: bool,
+}
+
+fn shim_authority() -> String {
+    "host-shim".to_string()
+}
+
+fn shim_timeout() -> u64 {
+    50
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn block_size() -> usize {
@@ -97,6 +133,17 @@ impl Validate for AffinityConfig {
         if let Some(h) = &self.hint_header {
             if normalize_header_name(h).is_none() {
                 return Err(ConfigError::new("hintHeader", "not a valid header name"));
+            }
+        }
+        if let Some(s) = &self.host_shim {
+            if s.cluster.is_empty() {
+                return Err(ConfigError::new("hostShim.cluster", "must not be empty"));
+            }
+            if !(1..=10_000).contains(&s.timeout_ms) {
+                return Err(ConfigError::new(
+                    "hostShim.timeoutMs",
+                    "must be between 1 and 10000",
+                ));
             }
         }
         Ok(())

@@ -12,5 +12,6 @@ pub mod endpoint;
 pub mod headers;
 pub mod openai;
 pub mod openai_error;
+pub mod pick_wire;
 pub mod prefix;
 pub mod ratelimit;

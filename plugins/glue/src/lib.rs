@@ -59,6 +59,18 @@ pub fn counter(name: &str) -> Option<u32> {
     hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
 }
 
+/// Defines a histogram metric, or `None` if the host refuses.
+pub fn histogram(name: &str) -> Option<u32> {
+    hostcalls::define_metric(proxy_wasm::types::MetricType::Histogram, name).ok()
+}
+
+/// Records a value in a histogram defined with [`histogram`].
+pub fn record(metric: Option<u32>, value: u64) {
+    if let Some(id) = metric {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
 /// Increments a counter defined with [`counter`].
 pub fn bump(metric: Option<u32>) {
     if let Some(id) = metric {

@@ -1,7 +1,9 @@
-//! Child processes of the demo (host-shim, simulated pods): started, their announced address
-//! read from stdout, stopped with SIGTERM then SIGKILL.
+//! Child processes (host-shim, simulated pods): started, their announced address read from
+//! stdout, stopped with SIGTERM then SIGKILL (or killed when dropped).
 
+use crate::paths;
 use anyhow::{bail, Context, Result};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -82,5 +84,40 @@ impl ChildProcess {
             eprintln!("{} did not stop within {grace:?}; killing it", self.name);
             let _ = self.child.kill().await;
         }
+    }
+}
+
+/// A running host-shim sidecar.
+pub struct HostShim {
+    /// The process.
+    pub process: ChildProcess,
+    /// Pick API, `/metrics`, `/healthz`, `/debug/state`.
+    pub http: SocketAddr,
+}
+
+impl HostShim {
+    /// Starts the built `host-shim` over `endpoints` on free loopback ports.
+    pub async fn start(endpoints: &[String]) -> Result<Self> {
+        Self::start_with(endpoints, &[]).await
+    }
+
+    /// Starts it with extra command-line arguments.
+    pub async fn start_with(endpoints: &[String], extra: &[&str]) -> Result<Self> {
+        let bin = paths::workspace_binary("host-shim")?;
+        let mut args = vec![
+            "--endpoints".to_string(),
+            endpoints.join(","),
+            "--http-addr".to_string(),
+            "127.0.0.1:0".to_string(),
+            "--grpc-addr".to_string(),
+            "127.0.0.1:0".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let (process, addr) =
+            ChildProcess::spawn("host-shim", &bin, &args, "http listening on ").await?;
+        let http = addr
+            .parse()
+            .with_context(|| format!("host-shim announced `{addr}`"))?;
+        Ok(Self { process, http })
     }
 }
