@@ -120,4 +120,33 @@ impl HostShim {
             .with_context(|| format!("host-shim announced `{addr}`"))?;
         Ok(Self { process, http })
     }
+
+    /// Waits until host-shim has fresh metrics for `n` endpoints (it answers 503 before).
+    pub async fn wait_ready(&self, n: usize, timeout: Duration) -> Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let state: serde_json::Value = match client
+                .get(format!("http://{}/debug/state", self.http))
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+            let ready = state["endpoints"]
+                .as_array()
+                .map(|a| a.iter().filter(|e| e["ready"] == true).count())
+                .unwrap_or(0);
+            if ready >= n {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("host-shim has fresh metrics for {ready} of {n} endpoints after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
 }

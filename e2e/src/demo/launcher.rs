@@ -4,7 +4,9 @@
 use super::config::{DemoConfig, DemoUser, PLUGIN_ORDER};
 use crate::child::ChildProcess;
 use crate::child::HostShim;
-use crate::envoy::{Envoy, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
+use crate::envoy::{
+    ClusterSpec, Envoy, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER,
+};
 use crate::paths;
 use crate::tls::{self, TlsFiles};
 use crate::upstream::Upstream;
@@ -13,6 +15,9 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The Envoy cluster through which the affinity plugin reaches host-shim.
+pub const HOST_SHIM_CLUSTER: &str = "host-shim";
 
 /// How the stack is started.
 #[derive(Debug, Clone)]
@@ -93,14 +98,30 @@ impl Stack {
         }
 
         let host_shim = if options.host_shim {
-            Some(HostShim::start(&endpoints).await?)
+            let shim = HostShim::start(&endpoints).await?;
+            shim.wait_ready(endpoints.len(), Duration::from_secs(10))
+                .await
+                .context("waiting for host-shim to scrape the pods")?;
+            Some(shim)
         } else {
             None
         };
 
         let mut filters = Vec::new();
+        let mut clusters = Vec::new();
         for plugin in PLUGIN_ORDER {
-            if let Some(cfg) = config.plugin_config(plugin, &keys, &endpoints) {
+            if let Some(mut cfg) = config.plugin_config(plugin, &keys, &endpoints) {
+                if let (Some(shim), "affinity") = (&host_shim, plugin) {
+                    // Picks go to the host-shim we started, through its own cluster.
+                    if cfg.get("hostShim").is_none() {
+                        cfg["hostShim"] = serde_json::json!({"cluster": HOST_SHIM_CLUSTER});
+                    }
+                    clusters.push(ClusterSpec {
+                        name: HOST_SHIM_CLUSTER.into(),
+                        addresses: vec![shim.http],
+                        http2: false,
+                    });
+                }
                 filters.push(WasmFilter::plugin(plugin, cfg.to_string())?);
             }
         }
@@ -137,7 +158,7 @@ impl Stack {
             ],
             filters,
             routes,
-            clusters: Vec::new(),
+            clusters,
             concurrency: config.concurrency,
             route_timeout_secs: 0,
         };
