@@ -71,7 +71,8 @@ pub fn parse_sample(line: &str) -> Result<Sample<'_>, &'static str> {
     let value = fields.next().ok_or("sample has no value")?;
     let value = parse_value(value).ok_or("sample value is not a number")?;
     if let Some(ts) = fields.next() {
-        ts.parse::<i64>().map_err(|_| "timestamp is not an integer")?;
+        ts.parse::<i64>()
+            .map_err(|_| "timestamp is not an integer")?;
     }
     if fields.next().is_some() {
         return Err("trailing text after the timestamp");
@@ -183,8 +184,12 @@ pub fn parse_engine_metrics(text: &str) -> Result<EngineMetrics, MetricsError> {
             m.kv_cache_usage = m.kv_cache_usage.max(v.min(1.0));
             seen_load = true;
         } else if sample.name == CACHE_CONFIG {
-            let blocks = sample.label("num_gpu_blocks").and_then(|s| s.parse::<u64>().ok());
-            let size = sample.label("block_size").and_then(|s| s.parse::<u64>().ok());
+            let blocks = sample
+                .label("num_gpu_blocks")
+                .and_then(|s| s.parse::<u64>().ok());
+            let size = sample
+                .label("block_size")
+                .and_then(|s| s.parse::<u64>().ok());
             if let (Some(b), Some(s)) = (blocks, size) {
                 m.kv_capacity_tokens = Some(b.saturating_mul(s));
             }
@@ -252,8 +257,10 @@ python_gc_objects_collected_total{generation="0"} 1234.0
             parse_engine_metrics("up 1\n# nothing\n"),
             Err(MetricsError::NoEngineMetrics)
         );
-        let err = parse_engine_metrics("vllm:num_requests_waiting 1\nvllm:num_requests_running{a=\"x} 2\n")
-            .unwrap_err();
+        let err = parse_engine_metrics(
+            "vllm:num_requests_waiting 1\nvllm:num_requests_running{a=\"x} 2\n",
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             MetricsError::Syntax {
@@ -272,7 +279,10 @@ python_gc_objects_collected_total{generation="0"} 1234.0
         assert_eq!(s.label("b"), Some("2"));
         assert_eq!(s.value, 1000.0);
         assert!(parse_sample("m{} +Inf").unwrap().value.is_infinite());
-        assert_eq!(parse_sample("m 1 2 3"), Err("trailing text after the timestamp"));
+        assert_eq!(
+            parse_sample("m 1 2 3"),
+            Err("trailing text after the timestamp")
+        );
         assert_eq!(parse_sample("m{a=1} 2"), Err("label value is not quoted"));
     }
 }

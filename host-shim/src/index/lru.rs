@@ -1,9 +1,10 @@
 //! A bounded LRU set of prefix block hashes for one endpoint.
 //!
-//! Nodes live in a slab (`Vec`) linked by `u32` indices, and a hash map from block hash to
-//! slab index finds them; keys are already uniform xxh64 values, so the map uses them as
-//! their own hash. Memory is `capacity × (16 B node + one map slot)` and never grows past
-//! the capacity: a full set reuses the least recently used node.
+//! Nodes live in a slab (`Vec`) linked by `u32` indices; an open-addressing table of 8-byte
+//! slots (32-bit hash tag + 32-bit node index, linear probing, load ≤ 0.8) finds them. Keys are
+//! already uniform xxh64 values, so no hashing is needed and a miss is decided inside the
+//! table without touching the nodes. Memory is about 26 bytes per block (16 B node + 10 B of
+//! table) and never grows past the capacity: a full set reuses its least recently used node.
 //!
 //! Eviction order matters for prefix caching: a prompt's blocks are chained, so losing block
 //! 0 makes every later block useless, while losing the last block costs one block. When a
@@ -11,31 +12,8 @@
 //! prefix is the most recently used and the tail is evicted first — the order vLLM's own
 //! block pool frees blocks in.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 const NIL: u32 = u32::MAX;
-
-/// Uses an already-uniform `u64` key as its own hash.
-#[derive(Default, Clone, Copy)]
-pub struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for non-u64 keys; fold the bytes so it is still a hash.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Map = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+const EMPTY: u64 = u64::MAX;
 
 #[derive(Clone, Copy)]
 struct Node {
@@ -44,9 +22,100 @@ struct Node {
     next: u32,
 }
 
+/// Open-addressing index from block hash to node: each slot packs the hash's high 32 bits
+/// (tag) and the node index; `EMPTY` marks a free slot. Deletion shifts entries back, so
+/// there are no tombstones and probe runs stay short.
+struct Table {
+    slots: Vec<u64>,
+}
+
+impl Table {
+    fn with_capacity(entries: usize) -> Self {
+        let n = (entries + entries / 4 + 1).max(2);
+        Self {
+            slots: vec![EMPTY; n],
+        }
+    }
+
+    fn home(&self, hash: u64) -> usize {
+        // Multiply-shift maps the hash onto any table size, not only powers of two.
+        ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    fn pack(hash: u64, node: u32) -> u64 {
+        (hash & 0xFFFF_FFFF_0000_0000) | u64::from(node)
+    }
+
+    /// The slot holding `hash`, if any.
+    fn find(&self, nodes: &[Node], hash: u64) -> Option<usize> {
+        let tag = hash >> 32;
+        let mut i = self.home(hash);
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                return None;
+            }
+            if s >> 32 == tag && nodes[(s & 0xFFFF_FFFF) as usize].hash == hash {
+                return Some(i);
+            }
+            i = self.next(i);
+        }
+    }
+
+    fn node_at(&self, slot: usize) -> u32 {
+        (self.slots[slot] & 0xFFFF_FFFF) as u32
+    }
+
+    /// Inserts `hash → node`; `hash` must be absent and the table not full.
+    fn insert(&mut self, hash: u64, node: u32) {
+        let mut i = self.home(hash);
+        while self.slots[i] != EMPTY {
+            i = self.next(i);
+        }
+        self.slots[i] = Self::pack(hash, node);
+    }
+
+    /// Frees slot `i`, shifting later entries of the probe run back.
+    fn remove_at(&mut self, nodes: &[Node], mut i: usize) {
+        self.slots[i] = EMPTY;
+        let mut j = i;
+        loop {
+            j = self.next(j);
+            let s = self.slots[j];
+            if s == EMPTY {
+                return;
+            }
+            let home = self.home(nodes[(s & 0xFFFF_FFFF) as usize].hash);
+            // The entry at j may stay if its home lies cyclically in (i, j].
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.slots[i] = s;
+                self.slots[j] = EMPTY;
+                i = j;
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<u64>()
+    }
+}
+
 /// A bounded, least-recently-used set of block hashes.
 pub struct BlockLru {
-    map: Map,
+    table: Table,
     nodes: Vec<Node>,
     /// Most recently used.
     head: u32,
@@ -69,7 +138,7 @@ impl BlockLru {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, NIL as usize - 1);
         Self {
-            map: Map::default(),
+            table: Table::with_capacity(capacity),
             nodes: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -79,12 +148,12 @@ impl BlockLru {
 
     /// Number of hashes held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.nodes.len()
     }
 
     /// Whether no hash is held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.nodes.is_empty()
     }
 
     /// Most hashes held.
@@ -94,20 +163,12 @@ impl BlockLru {
 
     /// Whether `hash` is held (does not refresh it).
     pub fn contains(&self, hash: u64) -> bool {
-        self.map.contains_key(&hash)
+        self.table.find(&self.nodes, hash).is_some()
     }
 
-    /// Bytes of heap this set uses now (node slab plus map table).
+    /// Bytes of heap this set uses now (node slab plus table).
     pub fn memory_bytes(&self) -> usize {
-        let node = std::mem::size_of::<Node>();
-        // hashbrown: one (u64, u32) slot plus one control byte per bucket; buckets are the
-        // next power of two above capacity × 8/7.
-        let buckets = if self.map.capacity() == 0 {
-            0
-        } else {
-            (self.map.capacity() * 8 / 7).next_power_of_two()
-        };
-        self.nodes.capacity() * node + buckets * (std::mem::size_of::<(u64, u32)>() + 1)
+        self.nodes.capacity() * std::mem::size_of::<Node>() + self.table.bytes()
     }
 
     /// Records that an endpoint now holds `hashes` (a prompt's chained blocks, in order).
@@ -121,18 +182,31 @@ impl BlockLru {
 
     /// Inserts `hash` or refreshes it to most recently used.
     pub fn touch(&mut self, hash: u64) {
-        if let Some(&i) = self.map.get(&hash) {
+        if let Some(slot) = self.table.find(&self.nodes, hash) {
+            let i = self.table.node_at(slot);
             self.unlink(i);
             self.push_front(i);
             return;
         }
-        let i = if self.map.len() >= self.capacity {
+        let i = if self.nodes.len() >= self.capacity {
             let victim = self.tail;
             self.unlink(victim);
-            self.map.remove(&self.nodes[victim as usize].hash);
+            let old = self.nodes[victim as usize].hash;
+            if let Some(slot) = self.table.find(&self.nodes, old) {
+                self.table.remove_at(&self.nodes, slot);
+            }
             self.nodes[victim as usize].hash = hash;
             victim
         } else {
+            if self.nodes.len() == self.nodes.capacity() {
+                // Grow by doubling, but never past the capacity.
+                let more = self
+                    .nodes
+                    .len()
+                    .max(16)
+                    .min(self.capacity - self.nodes.len());
+                self.nodes.reserve_exact(more);
+            }
             self.nodes.push(Node {
                 hash,
                 prev: NIL,
@@ -140,10 +214,9 @@ impl BlockLru {
             });
             (self.nodes.len() - 1) as u32
         };
-        self.map.insert(hash, i);
+        self.table.insert(hash, i);
         self.push_front(i);
     }
-
     /// How many leading blocks of `hashes` this endpoint likely holds.
     ///
     /// Hash `i` of a chain stands for the whole prefix `0..=i`, and tails are evicted before
@@ -175,7 +248,7 @@ impl BlockLru {
         if capacity == self.capacity {
             return;
         }
-        if capacity < self.map.len() {
+        if capacity < self.nodes.len() {
             // Rebuild compactly, keeping the most recently used `capacity` hashes.
             let mut keep = Vec::with_capacity(capacity);
             let mut i = self.head;
@@ -187,7 +260,13 @@ impl BlockLru {
             for h in keep.into_iter().rev() {
                 self.touch(h);
             }
-            self.map.shrink_to_fit();
+        } else {
+            // Same contents, table sized for the new capacity.
+            let mut table = Table::with_capacity(capacity);
+            for (i, n) in self.nodes.iter().enumerate() {
+                table.insert(n.hash, i as u32);
+            }
+            self.table = table;
         }
         self.capacity = capacity;
     }
@@ -288,5 +367,52 @@ mod tests {
         }
         assert_eq!(lru.len(), 64);
         assert!(lru.nodes.len() <= 64);
+    }
+
+    #[test]
+    fn matches_a_reference_lru_under_random_operations() {
+        use std::collections::VecDeque;
+        // Small key space and tiny capacities force collisions, evictions, probe-run
+        // wrap-around and backward shifts.
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for cap in [1usize, 2, 3, 7, 16] {
+            let mut lru = BlockLru::new(cap);
+            let mut model: VecDeque<u64> = VecDeque::new(); // front = most recent
+                                                            // Half the keys share their high 32 bits (the slot tag) to exercise tag collisions.
+            let keys: Vec<u64> = (0..40u64)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        rand()
+                    } else {
+                        0xABCD_EF01_0000_0000 | i
+                    }
+                })
+                .collect();
+            for step in 0..5000 {
+                let k = keys[(rand() % keys.len() as u64) as usize];
+                if let Some(p) = model.iter().position(|&x| x == k) {
+                    model.remove(p);
+                } else if model.len() == cap {
+                    model.pop_back();
+                }
+                model.push_front(k);
+                lru.touch(k);
+                assert_eq!(lru.len(), model.len(), "cap {cap} step {step}");
+                for &q in &keys {
+                    assert_eq!(lru.contains(q), model.contains(&q), "cap {cap} step {step}");
+                }
+            }
+            // Resizing keeps the most recent entries in order.
+            lru.set_capacity(cap + 5);
+            lru.set_capacity(1);
+            assert!(lru.contains(model[0]));
+            assert_eq!(lru.len(), 1);
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::clock::Timestamp;
 use crate::endpoint::Endpoint;
 use lru::BlockLru;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -64,8 +64,6 @@ pub struct EndpointSlot {
     ledger_epoch: AtomicU64,
     dispatched_requests: AtomicU64,
     dispatched_tokens: AtomicU64,
-    /// Blocks this endpoint had matched at the picks that chose it.
-    pub(crate) matched_blocks: AtomicU64,
 }
 
 /// Requests and prompt tokens sent to an endpoint since its last scrape.
@@ -85,7 +83,6 @@ impl EndpointSlot {
             ledger_epoch: AtomicU64::new(0),
             dispatched_requests: AtomicU64::new(0),
             dispatched_tokens: AtomicU64::new(0),
-            matched_blocks: AtomicU64::new(0),
         }
     }
 
@@ -135,7 +132,29 @@ impl EndpointSlot {
 
 const SHARDS: usize = 16;
 
-type Shard = RwLock<HashMap<Endpoint, Arc<EndpointSlot>>>;
+/// The Fx hash (rustc's): a multiply-rotate over machine words. Endpoint keys are a few
+/// trusted words, so SipHash's DoS resistance buys nothing on the pick path.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FxBuild = BuildHasherDefault<FxHasher>;
+type Shard = RwLock<HashMap<Endpoint, Arc<EndpointSlot>, FxBuild>>;
 
 /// All endpoints' slots, sharded by endpoint.
 #[derive(Debug)]
@@ -159,7 +178,9 @@ impl SlotMap {
     /// An empty map whose new slots are sized by `sizing`.
     pub fn new(sizing: IndexSizing) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::default()))
+                .collect(),
             sizing,
         }
     }
@@ -170,9 +191,9 @@ impl SlotMap {
     }
 
     fn shard(&self, e: &Endpoint) -> &Shard {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        e.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        // High bits: the Fx multiply mixes upward.
+        let h = FxBuild::default().hash_one(e);
+        &self.shards[(h >> 60) as usize % SHARDS]
     }
 
     /// The slot of `e`, if it exists.

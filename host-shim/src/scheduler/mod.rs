@@ -1,0 +1,332 @@
+//! The scheduler: which endpoint serves a request.
+//!
+//! It is a plain library. Time and endpoint state are inputs ([`Scheduler::pick`] takes
+//! `now` and the endpoints' [`EndpointState`]), nothing in here spawns tasks or reads a
+//! clock, so the live binary and the offline routing benchmark run the same code. What it
+//! remembers between picks lives in per-endpoint slots ([`crate::index`]): the approximate
+//! prefix index, fed by [`Scheduler::observe_served`] with the endpoint that actually served
+//! each request, and the count of requests dispatched since each endpoint's last scrape.
+
+pub mod config;
+pub mod filters;
+pub mod pickers;
+pub mod plugin;
+pub mod registry;
+pub mod rng;
+pub mod scorers;
+
+use crate::clock::Timestamp;
+use crate::endpoint::{Endpoint, EndpointState};
+use crate::index::{IndexStats, SlotMap};
+use config::SchedulerConfig;
+use infergate_core::prefix::BlockHasher;
+use plugin::Candidate;
+use rng::Rng;
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use thiserror::Error;
+
+/// What the scheduler needs to know about one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PickRequest {
+    /// The model named in the request body.
+    pub model: String,
+    /// Chained prefix block hashes of the prompt ([`BlockHasher`]), in prompt order.
+    pub block_hashes: Vec<u64>,
+    /// Estimated prompt tokens.
+    pub prompt_tokens: u64,
+    /// A client session identifier, for session affinity.
+    pub session_key: Option<String>,
+    /// Endpoints the data plane allows (the EPP subset hint); `None` allows all.
+    pub subset: Option<Vec<SubsetEntry>>,
+    /// Whether the request may be rejected (429) when every endpoint is saturated.
+    pub sheddable: bool,
+}
+
+impl PickRequest {
+    /// A key that is the same for requests that should land together and for every
+    /// scheduler replica: the first prefix block, else the session key.
+    pub fn affinity_key(&self) -> Option<u64> {
+        self.block_hashes.first().copied().or_else(|| {
+            self.session_key
+                .as_deref()
+                .map(|s| xxhash_rust::xxh64::xxh64(s.as_bytes(), 0x5e55))
+        })
+    }
+}
+
+/// One entry of an EPP subset hint: an `ip:port`, or a bare IP that admits any port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubsetEntry {
+    /// Exactly this endpoint.
+    Endpoint(SocketAddr),
+    /// Any endpoint on this address.
+    Ip(IpAddr),
+}
+
+impl SubsetEntry {
+    /// Whether `e` is admitted by this entry.
+    pub fn admits(&self, e: &Endpoint) -> bool {
+        match self {
+            Self::Endpoint(a) => *a == e.0,
+            Self::Ip(ip) => *ip == e.0.ip(),
+        }
+    }
+}
+
+impl FromStr for SubsetEntry {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Self::Endpoint(a));
+        }
+        s.parse::<IpAddr>()
+            .map(Self::Ip)
+            .map_err(|_| format!("`{s}` is neither ip:port nor an IP address"))
+    }
+}
+
+/// The scheduler's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pick {
+    /// Where to send the request.
+    #[serde(serialize_with = "ser_ep")]
+    pub endpoint: Endpoint,
+    /// Where to retry if `endpoint` fails, best first.
+    #[serde(serialize_with = "ser_eps")]
+    pub fallbacks: Vec<Endpoint>,
+    /// Prompt blocks the chosen endpoint likely has cached.
+    pub matched_blocks: usize,
+    /// Prompt blocks in the request.
+    pub total_blocks: usize,
+    /// Weighted total score of every scored candidate.
+    pub scores: Vec<EndpointScore>,
+}
+
+/// One candidate's weighted total score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EndpointScore {
+    /// The candidate.
+    #[serde(serialize_with = "ser_ep")]
+    pub endpoint: Endpoint,
+    /// Sum of weight × score over the profile's scorers.
+    pub score: f64,
+}
+
+fn ser_ep<S: serde::Serializer>(e: &Endpoint, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(e)
+}
+
+fn ser_eps<S: serde::Serializer>(e: &[Endpoint], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(e.iter().map(|e| e.to_string()))
+}
+
+/// Why no endpoint was picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum PickError {
+    /// No endpoint is reachable with fresh metrics.
+    #[error("no endpoint is ready (all unreachable, unscraped or with stale metrics)")]
+    NoReadyEndpoint,
+    /// Endpoints are ready, but none is in the request's subset hint.
+    #[error("no ready endpoint is in the request's subset hint")]
+    SubsetUnavailable,
+    /// Every candidate is saturated and the request is sheddable.
+    #[error("every endpoint is saturated; sheddable request rejected")]
+    Saturated,
+}
+
+impl PickError {
+    /// The HTTP status a client should get: 503 when nothing can serve, 429 when shed.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::NoReadyEndpoint | Self::SubsetUnavailable => 503,
+            Self::Saturated => 429,
+        }
+    }
+}
+
+/// A stable 64-bit identity of an endpoint, without formatting it.
+pub(crate) fn endpoint_key(e: &Endpoint, seed: u64) -> u64 {
+    let mut buf = [0u8; 18];
+    let n = match e.0.ip() {
+        IpAddr::V4(v4) => {
+            buf[..4].copy_from_slice(&v4.octets());
+            4
+        }
+        IpAddr::V6(v6) => {
+            buf[..16].copy_from_slice(&v6.octets());
+            16
+        }
+    };
+    buf[n..n + 2].copy_from_slice(&e.0.port().to_be_bytes());
+    xxhash_rust::xxh64::xxh64(&buf[..n + 2], seed)
+}
+
+/// The endpoint picker. Cheap to share (`Arc`) and safe to call from many threads.
+#[derive(Debug)]
+pub struct Scheduler {
+    pipeline: RwLock<Arc<SchedulerConfig>>,
+    slots: SlotMap,
+    rng: Rng,
+}
+
+impl Scheduler {
+    /// A scheduler running `config`, with its random choices seeded by `seed`.
+    pub fn new(config: SchedulerConfig, seed: u64) -> Self {
+        let slots = SlotMap::new(config.sizing);
+        Self {
+            pipeline: RwLock::new(Arc::new(config)),
+            slots,
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> Arc<SchedulerConfig> {
+        self.pipeline
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Switches to a new configuration; the prefix index and dispatch counts are kept, and so
+    /// are the settings that do not come from an `EndpointPickerConfig` (`max_fallbacks`).
+    /// Index sizing is fixed at construction, so a changed sizing takes effect on restart.
+    pub fn reconfigure(&self, mut config: SchedulerConfig) {
+        let mut guard = self.pipeline.write().unwrap_or_else(|p| p.into_inner());
+        config.max_fallbacks = guard.max_fallbacks;
+        *guard = Arc::new(config);
+    }
+
+    /// The block hasher requests must be hashed with.
+    pub fn hasher(&self) -> BlockHasher {
+        self.config().hasher
+    }
+
+    /// Tells the scheduler the current endpoint set: forgets removed endpoints' index and
+    /// prepares new ones. Optional (picks create missing slots), but it bounds memory.
+    pub fn sync_endpoints(&self, endpoints: &[Endpoint]) {
+        self.slots.retain(endpoints);
+    }
+
+    /// Records that `endpoint` served a request whose prompt had `block_hashes`: it now
+    /// holds those blocks. Returns `false` (and records nothing) for an endpoint the
+    /// scheduler does not know.
+    pub fn observe_served(&self, endpoint: &Endpoint, block_hashes: &[u64]) -> bool {
+        match self.slots.get(endpoint) {
+            Some(slot) => {
+                slot.index().touch_prefix(block_hashes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Index size per endpoint.
+    pub fn index_stats(&self) -> Vec<(Endpoint, IndexStats)> {
+        self.slots.stats()
+    }
+
+    /// Picks the endpoint for `req` among `endpoints` at time `now`, and counts the request
+    /// as dispatched to it until its next scrape.
+    pub fn pick(
+        &self,
+        req: &PickRequest,
+        endpoints: &[EndpointState],
+        now: Timestamp,
+    ) -> Result<Pick, PickError> {
+        let cfg = self.config();
+        let mut any_ready = false;
+        let mut candidates: Vec<Candidate<'_>> = Vec::with_capacity(endpoints.len());
+        for state in endpoints {
+            let Some(metrics) = filters::ready::fresh_metrics(state, now, cfg.staleness) else {
+                continue;
+            };
+            any_ready = true;
+            if !filters::subset::admits(req.subset.as_deref(), &state.endpoint) {
+                continue;
+            }
+            let slot = self.slots.get_or_insert(&state.endpoint);
+            slot.resize_for(metrics.kv_capacity_tokens, &cfg.sizing);
+            let dispatched = slot.dispatched_since(state.scraped_at);
+            let prefix_blocks = if req.block_hashes.is_empty() {
+                0
+            } else {
+                slot.index().matched_prefix(&req.block_hashes)
+            };
+            let mut c = Candidate {
+                state,
+                metrics,
+                dispatched,
+                prefix_blocks,
+                saturated: false,
+                slot,
+            };
+            c.saturated = cfg.saturation.is_saturated(&c);
+            candidates.push(c);
+        }
+        if candidates.is_empty() {
+            return Err(if any_ready {
+                PickError::SubsetUnavailable
+            } else {
+                PickError::NoReadyEndpoint
+            });
+        }
+        if req.sheddable && candidates.iter().all(|c| c.saturated) {
+            return Err(PickError::Saturated);
+        }
+        for f in &cfg.filters {
+            let before = candidates.clone();
+            f.filter(req, &mut candidates);
+            if candidates.is_empty() {
+                candidates = before;
+            }
+        }
+        let mut totals = vec![0.0; candidates.len()];
+        let mut scratch = vec![0.0; candidates.len()];
+        for ws in &cfg.scorers {
+            scratch.iter_mut().for_each(|s| *s = 0.0);
+            ws.scorer.score(req, &candidates, &mut scratch);
+            for (t, s) in totals.iter_mut().zip(&scratch) {
+                let s = if s.is_finite() {
+                    s.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                *t += ws.weight * s;
+            }
+        }
+        let chosen = cfg
+            .picker
+            .pick(req, &candidates, &totals, &self.rng)
+            .min(candidates.len() - 1);
+
+        let mut order: Vec<usize> = (0..candidates.len()).filter(|&i| i != chosen).collect();
+        order.sort_by(|&a, &b| totals[b].total_cmp(&totals[a]));
+        let fallbacks = order
+            .iter()
+            .take(cfg.max_fallbacks)
+            .map(|&i| candidates[i].state.endpoint)
+            .collect();
+
+        let c = &candidates[chosen];
+        c.slot.record_dispatch(req.prompt_tokens);
+        Ok(Pick {
+            endpoint: c.state.endpoint,
+            fallbacks,
+            matched_blocks: c.prefix_blocks,
+            total_blocks: req.block_hashes.len(),
+            scores: candidates
+                .iter()
+                .zip(&totals)
+                .map(|(c, &score)| EndpointScore {
+                    endpoint: c.state.endpoint,
+                    score,
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,4 @@
+//! Pickers: choose one candidate from the weighted scores.
+
+pub mod max_score;
+pub mod weighted_random;
