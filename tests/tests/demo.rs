@@ -44,29 +44,54 @@ async fn demo_stack_serves_the_guides_urls_over_https() -> anyhow::Result<()> {
         .await?;
     assert_eq!(models["data"][0]["id"], "Qwen/Qwen3-0.6B");
 
-    // Completions need the key; both pods serve.
-    let mut served = std::collections::BTreeSet::new();
-    for stream in [false, true, false, true] {
-        let resp = client
-            .post(format!("{base}/v1/chat/completions"))
-            .bearer_auth(&key)
-            .json(&chat_body("Qwen/Qwen3-0.6B", stream))
-            .send()
-            .await?;
-        assert_eq!(resp.status(), 200);
-        served.insert(resp.headers()["x-served-by"].to_str()?.to_string());
-        let text = resp.text().await?;
-        if stream {
-            assert_eq!(sse_data(&text).last().map(String::as_str), Some("[DONE]"));
-        } else {
-            let v: Value = serde_json::from_str(&text)?;
-            assert!(v["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0, "{v}");
+    // Completions need the key. Each prompt stays on one pod (prefix affinity through
+    // host-shim), and different prompts reach both pods.
+    let mut by_prompt: std::collections::BTreeMap<usize, std::collections::BTreeSet<String>> =
+        Default::default();
+    for tenant in 0..8 {
+        for stream in [false, true] {
+            let mut body = chat_body("Qwen/Qwen3-0.6B", stream);
+            body["messages"][0]["content"] = format!("Tenant {tenant} context. ").repeat(40).into();
+            let resp = client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&body)
+                .send()
+                .await?;
+            assert_eq!(resp.status(), 200);
+            by_prompt
+                .entry(tenant)
+                .or_default()
+                .insert(resp.headers()["x-served-by"].to_str()?.to_string());
+            let text = resp.text().await?;
+            if stream {
+                assert_eq!(sse_data(&text).last().map(String::as_str), Some("[DONE]"));
+            } else {
+                let v: Value = serde_json::from_str(&text)?;
+                assert!(v["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0, "{v}");
+            }
+            // host-shim indexes what was served (reported on a 100 ms timer) and spreads a
+            // same-prefix burst between scrapes: let the report land.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
+    assert!(by_prompt.values().all(|s| s.len() == 1), "{by_prompt:?}");
+    let pods: std::collections::BTreeSet<_> = by_prompt.values().flatten().collect();
+    assert_eq!(pods.len(), 2, "8 prompts should reach both pods: {pods:?}");
     assert_eq!(
-        served.len(),
-        2,
-        "requests should reach both pods: {served:?}"
+        stack
+            .envoy
+            .stat("wasmcustom.infergate.affinity.fallbacks")
+            .await?,
+        Some(0),
+        "picks should come from host-shim"
+    );
+    assert_eq!(
+        stack
+            .envoy
+            .stat("wasmcustom.infergate.affinity.host_shim_picks")
+            .await?,
+        Some(16)
     );
     let denied = client
         .post(format!("{base}/v1/chat/completions"))

@@ -110,6 +110,12 @@ async fn host_shim_picks_keep_prefixes_together_and_learn_what_was_served() -> a
             .await?,
         Some(24)
     );
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.infergate.affinity.host_shim_picks")
+            .await?,
+        Some(24)
+    );
     // Served reports reach host-shim (sent from the plugin's timer).
     let mut reported = 0.0;
     for _ in 0..100 {

@@ -205,6 +205,7 @@ impl AffinityFilter {
                     .collect();
                 self.set_destination(shared, &endpoint, &fallbacks);
                 glue::bump(shared.metrics.prefix_picks);
+                glue::bump(shared.metrics.shim_picks);
                 self.resume_http_request();
                 Some(())
             }

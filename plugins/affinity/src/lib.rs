@@ -47,6 +47,7 @@ proxy_wasm::main! {{
 pub(crate) struct Metrics {
     pub picks: Option<u32>,
     pub prefix_picks: Option<u32>,
+    pub shim_picks: Option<u32>,
     pub fallbacks: Option<u32>,
     pub pick_latency_us: Option<u32>,
     pub spoofed: Option<u32>,
@@ -100,6 +101,7 @@ impl RootContext for AffinityRoot {
         let metrics = Metrics {
             picks: glue::counter("infergate.affinity.picks"),
             prefix_picks: glue::counter("infergate.affinity.prefix_picks"),
+            shim_picks: glue::counter("infergate.affinity.host_shim_picks"),
             fallbacks: glue::counter("infergate.affinity.fallbacks"),
             pick_latency_us: glue::histogram("infergate.affinity.pick_latency_us"),
             spoofed: glue::counter("infergate.affinity.spoofed_destination_removed"),
