@@ -25,9 +25,11 @@ if ! { [ -x "$VENV/bin/envoy" ] && "$VENV/bin/envoy" --version 2>/dev/null | gre
 fi
 
 # 3. Debian packages: Node.js runs the core crate's tests compiled to wasm32-wasip1 (WASI);
-#    the benchmarks also need load generators.
+#    redis-server backs the global rate limit tests; the benchmarks also need load generators.
 apt_packages=()
 command -v node >/dev/null || apt_packages+=(nodejs)
+# Redis backs the global rate limit service in the integration tests.
+command -v redis-server >/dev/null || apt_packages+=(redis-server)
 if [ "$WITH_BENCH" = "--bench" ]; then
   command -v wrk >/dev/null || apt_packages+=(wrk)
   command -v h2load >/dev/null || apt_packages+=(nghttp2-client)

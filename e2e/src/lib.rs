@@ -17,5 +17,7 @@ pub mod demo;
 pub mod envoy;
 pub mod loadgen;
 pub mod paths;
+pub mod redis;
+pub mod rls;
 pub mod tls;
 pub mod upstream;

@@ -28,6 +28,8 @@ pub(crate) struct AffinityFilter {
     pending: Option<PendingPick>,
     /// Prompt block hashes, for the served report.
     hashes: Vec<u64>,
+    /// Bytes of request body buffered so far.
+    body_size: usize,
 }
 
 impl AffinityFilter {
@@ -37,6 +39,7 @@ impl AffinityFilter {
             api: None,
             pending: None,
             hashes: Vec::new(),
+            body_size: 0,
         }
     }
 
@@ -294,6 +297,7 @@ impl HttpContext for AffinityFilter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
         let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
             return Action::Continue;
         };
@@ -307,6 +311,20 @@ impl HttpContext for AffinityFilter {
         self.api = None;
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
         self.route_body(&shared, api, &body)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the body: route now unless a pick is still in flight.
+        if self.pending.is_some() {
+            return Action::Pause;
+        }
+        if let (Some(shared), Some(api)) = (self.shared.clone(), self.api.take()) {
+            let body = self
+                .get_http_request_body(0, self.body_size)
+                .unwrap_or_default();
+            return self.route_body(&shared, api, &body);
+        }
+        Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

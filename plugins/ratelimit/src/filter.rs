@@ -2,13 +2,16 @@
 //! limits), answer 429s, add budget headers, follow the response and settle.
 
 use crate::attrs::RequestAttributes;
+use crate::global::{self, Verdict};
 use crate::response::{Settlement, Tracker};
 use crate::store::SharedDataStore;
 use crate::Shared;
 use infergate_core::openai::{parse_request, request_stream_usage, ApiKind, UsageInjection};
 use infergate_core::openai_error::{self, ErrorKind};
 use infergate_core::ratelimit::config::FailureMode;
-use infergate_core::ratelimit::decision::{Charge, Limiter, Outcome, RateStatus, TokenEstimate};
+use infergate_core::ratelimit::decision::{
+    Charge, GlobalCall, Limiter, Outcome, RateStatus, TokenEstimate,
+};
 use infergate_core::ratelimit::headers;
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -32,6 +35,14 @@ pub(crate) struct RateLimitFilter {
     injected_usage: bool,
     tracker: Option<Tracker>,
     settled: bool,
+    /// Global mode: the calls of this request, and the ones still unanswered (call token →
+    /// index into `global_calls`).
+    global_calls: Vec<GlobalCall>,
+    global_pending: Vec<(u32, usize)>,
+    /// A local answer was sent: later callbacks must not resume the request.
+    answered: bool,
+    /// Bytes of request body buffered so far.
+    body_size: usize,
 }
 
 impl RateLimitFilter {
@@ -46,6 +57,10 @@ impl RateLimitFilter {
             injected_usage: false,
             tracker: None,
             settled: false,
+            global_calls: Vec::new(),
+            global_pending: Vec::new(),
+            answered: false,
+            body_size: 0,
         }
     }
 
@@ -79,6 +94,7 @@ impl RateLimitFilter {
                 retry_after_secs,
                 status,
             } => {
+                self.answered = true;
                 glue::bump(shared.metrics.limited);
                 let retry = retry_after_secs.to_string();
                 let rendered = headers::render(shared.config.response_headers, &status);
@@ -100,6 +116,7 @@ impl RateLimitFilter {
                 match shared.config.failure_mode {
                     FailureMode::Allow => true,
                     FailureMode::Deny => {
+                        self.answered = true;
                         glue::send_error(
                             self,
                             ErrorKind::Internal,
@@ -143,18 +160,104 @@ impl RateLimitFilter {
             None => self.attributes(shared),
         };
         attrs.model = Some(parsed.model.clone());
+        if shared.config.global.is_some() {
+            let calls = shared.limiter.global_calls(&attrs, Some(estimate));
+            if calls.iter().any(|c| c.tokens) {
+                if let Err(action) = self.inject_usage(shared, &parsed, body) {
+                    return action;
+                }
+            }
+            return self.start_global(shared, calls);
+        }
         let outcome = shared
             .limiter
             .check(&SharedDataStore, &attrs, self.now_ms(), Some(estimate));
         if !self.apply(shared, outcome) {
             return Action::Pause;
         }
-        let counts_tokens = self
-            .charges
+        if self.counts_tokens() {
+            if let Err(action) = self.inject_usage(shared, &parsed, body) {
+                return action;
+            }
+        }
+        Action::Continue
+    }
+
+    /// Whether this request carries token charges to settle.
+    fn counts_tokens(&self) -> bool {
+        self.charges
             .iter()
-            .any(|c| c.counts == infergate_core::ratelimit::config::Counts::Tokens);
-        if counts_tokens {
-            match request_stream_usage(&parsed, body) {
+            .any(|c| c.counts == infergate_core::ratelimit::config::Counts::Tokens)
+            || self.global_calls.iter().any(|c| c.tokens)
+    }
+
+    /// Sends the global-mode calls; the request waits for their answers.
+    fn start_global(&mut self, shared: &Shared, calls: Vec<GlobalCall>) -> Action {
+        let Some(g) = &shared.config.global else {
+            return Action::Continue;
+        };
+        for (i, call) in calls.iter().enumerate() {
+            let message = global::message(g, &call.descriptors, call.hits);
+            let sent = self.dispatch_grpc_call(
+                &g.cluster,
+                global::SERVICE,
+                global::METHOD,
+                Vec::new(),
+                Some(&message),
+                global::timeout(g),
+            );
+            match sent {
+                Ok(token) => self.global_pending.push((token, i)),
+                Err(_) => {
+                    if !self.global_failed(shared) {
+                        return Action::Pause;
+                    }
+                }
+            }
+        }
+        self.global_calls = calls;
+        if self.global_pending.is_empty() {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    /// The rate limit service could not answer: `true` when the request may go on.
+    fn global_failed(&mut self, shared: &Shared) -> bool {
+        glue::bump(shared.metrics.store_failed);
+        let mode = shared
+            .config
+            .global
+            .as_ref()
+            .map_or(FailureMode::Deny, |g| g.failure_mode);
+        match mode {
+            FailureMode::Allow => true,
+            FailureMode::Deny => {
+                if !self.answered {
+                    self.answered = true;
+                    glue::send_error(
+                        self,
+                        ErrorKind::Internal,
+                        "ratelimit_unavailable",
+                        "Rate limits could not be checked.",
+                        &[],
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Asks the model server for a usage chunk on a stream the client did not ask usage for.
+    fn inject_usage(
+        &mut self,
+        shared: &Shared,
+        parsed: &infergate_core::openai::ParsedRequest,
+        body: &[u8],
+    ) -> Result<(), Action> {
+        {
+            match request_stream_usage(parsed, body) {
                 Ok(UsageInjection::Injected(new_body)) => {
                     self.set_http_request_body(0, body.len(), &new_body);
                     if self.get_http_request_header("content-length").is_some() {
@@ -169,11 +272,12 @@ impl RateLimitFilter {
                 Ok(UsageInjection::Unchanged) => {}
                 Err(e) => {
                     self.settle_with(Settlement::KeepEstimate(String::new()));
-                    return self.local_error(ErrorKind::BadRequest, &e.to_openai_body());
+                    self.answered = true;
+                    return Err(self.local_error(ErrorKind::BadRequest, &e.to_openai_body()));
                 }
             }
         }
-        Action::Continue
+        Ok(())
     }
 
     fn settle_with(&mut self, settlement: Settlement) {
@@ -187,6 +291,13 @@ impl RateLimitFilter {
         match settlement {
             Settlement::Usage(usage) => {
                 Limiter::settle(&SharedDataStore, &self.charges, usage);
+                for call in self.global_calls.iter().filter(|c| c.tokens) {
+                    let actual = call.actual(usage);
+                    if actual > call.hits {
+                        shared
+                            .queue_global_settlement(call.descriptors.clone(), actual - call.hits);
+                    }
+                }
                 glue::bump(shared.metrics.settled);
             }
             Settlement::KeepEstimate(why) => {
@@ -214,7 +325,58 @@ impl RateLimitFilter {
     }
 }
 
-impl Context for RateLimitFilter {}
+impl Context for RateLimitFilter {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(pos) = self.global_pending.iter().position(|(t, _)| *t == token_id) else {
+            return;
+        };
+        let (_, index) = self.global_pending.swap_remove(pos);
+        if self.answered {
+            return;
+        }
+        let Some(call) = self.global_calls.get(index) else {
+            return;
+        };
+        let counts = if call.tokens {
+            infergate_core::ratelimit::config::Counts::Tokens
+        } else {
+            infergate_core::ratelimit::config::Counts::Requests
+        };
+        let body = self.get_grpc_call_response_body(0, response_size);
+        match global::verdict(status_code, body, &call.descriptors, counts) {
+            Verdict::Ok(status) => {
+                glue::bump(shared.metrics.allowed);
+                self.status.extend(status);
+            }
+            Verdict::OverLimit {
+                name,
+                retry_after_secs,
+                status,
+            } => {
+                self.apply(
+                    &shared,
+                    Outcome::Limited {
+                        name,
+                        retry_after_secs,
+                        status,
+                    },
+                );
+                return;
+            }
+            Verdict::Failed => {
+                if !self.global_failed(&shared) {
+                    return;
+                }
+            }
+        }
+        if self.global_pending.is_empty() && !self.answered {
+            self.resume_http_request();
+        }
+    }
+}
 
 impl HttpContext for RateLimitFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -241,6 +403,10 @@ impl HttpContext for RateLimitFilter {
             return Action::Pause;
         }
         let attrs = self.attributes(&shared);
+        if shared.config.global.is_some() {
+            let calls = shared.limiter.global_calls(&attrs, None);
+            return self.start_global(&shared, calls);
+        }
         let outcome = shared
             .limiter
             .check(&SharedDataStore, &attrs, self.now_ms(), None);
@@ -252,6 +418,12 @@ impl HttpContext for RateLimitFilter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
+        if !self.global_pending.is_empty() || self.answered {
+            // Headers are held until the rate limit service answers; returning Continue here
+            // would let the request through (and its body with it) before the verdict.
+            return Action::Pause;
+        }
         let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
             return Action::Continue;
         };
@@ -267,6 +439,19 @@ impl HttpContext for RateLimitFilter {
         self.decide_with_body(&shared, api, &body)
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if !self.global_pending.is_empty() || self.answered {
+            return Action::Pause;
+        }
+        if let (Some(shared), Some(api)) = (self.shared.clone(), self.api.take()) {
+            let body = self
+                .get_http_request_body(0, self.body_size)
+                .unwrap_or_default();
+            return self.decide_with_body(&shared, api, &body);
+        }
+        Action::Continue
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
@@ -274,11 +459,7 @@ impl HttpContext for RateLimitFilter {
         for (k, v) in headers::render(shared.config.response_headers, &self.status) {
             self.set_http_response_header(&k, Some(&v));
         }
-        if self
-            .charges
-            .iter()
-            .any(|c| c.counts == infergate_core::ratelimit::config::Counts::Tokens)
-        {
+        if self.counts_tokens() {
             let content_type = self
                 .get_http_response_header("content-type")
                 .unwrap_or_default();
@@ -309,7 +490,7 @@ impl HttpContext for RateLimitFilter {
     }
 
     fn on_log(&mut self) {
-        if self.settled || self.charges.is_empty() {
+        if self.settled || !self.counts_tokens() {
             return;
         }
         let status = self

@@ -10,15 +10,20 @@
 
 mod attrs;
 mod filter;
+mod global;
 mod response;
 mod store;
 
 use infergate_core::ratelimit::decision::Limiter;
+use infergate_core::ratelimit::rls::Descriptor;
 use infergate_core::ratelimit::RateLimitConfig;
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
+use std::time::Duration;
 
 const PLUGIN: &str = "infergate-ratelimit";
 
@@ -44,6 +49,22 @@ pub(crate) struct Shared {
     pub limiter: Limiter,
     pub needs_body: bool,
     pub metrics: Metrics,
+    /// Global mode: token usage above the estimate, sent from the timer.
+    settlements: RefCell<VecDeque<(Vec<Descriptor>, u64)>>,
+}
+
+/// Global settlements kept while the service is unreachable; older ones are dropped.
+const MAX_QUEUED_SETTLEMENTS: usize = 4096;
+
+impl Shared {
+    /// Queues `hits` more units for these descriptors (sent by the root context's timer).
+    pub(crate) fn queue_global_settlement(&self, descriptors: Vec<Descriptor>, hits: u64) {
+        let mut q = self.settlements.borrow_mut();
+        if q.len() >= MAX_QUEUED_SETTLEMENTS {
+            q.pop_front();
+        }
+        q.push_back((descriptors, hits));
+    }
 }
 
 #[derive(Default)]
@@ -74,13 +95,40 @@ impl RootContext for RateLimitRoot {
             usage_injected: glue::counter("infergate.ratelimit.usage_injected"),
             usage_missing: glue::counter("infergate.ratelimit.usage_missing"),
         };
+        if config.global.is_some() && config.counts_tokens() {
+            self.set_tick_period(Duration::from_millis(100));
+        }
         self.shared = Some(Rc::new(Shared {
             config,
             limiter,
             needs_body,
             metrics,
+            settlements: RefCell::new(VecDeque::new()),
         }));
         true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(g) = &shared.config.global else {
+            return;
+        };
+        for _ in 0..64 {
+            let Some((descriptors, hits)) = shared.settlements.borrow_mut().pop_front() else {
+                break;
+            };
+            let message = global::message(g, &descriptors, hits);
+            let _ = self.dispatch_grpc_call(
+                &g.cluster,
+                global::SERVICE,
+                global::METHOD,
+                Vec::new(),
+                Some(&message),
+                global::timeout(g),
+            );
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

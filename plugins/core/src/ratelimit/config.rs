@@ -29,6 +29,35 @@ pub struct RateLimitConfig {
     /// What to do when the counters cannot be updated.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Count in a shared rate limit service (Envoy RLS v3, e.g. Limitador) instead of this
+    /// Envoy's shared data, so several gateway replicas share one budget.
+    #[serde(default)]
+    pub global: Option<GlobalConfig>,
+}
+
+/// Global mode: descriptors go to an Envoy RLS v3 service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GlobalConfig {
+    /// Envoy cluster (HTTP/2) of the rate limit service.
+    pub cluster: String,
+    /// RLS domain (Limitador namespace).
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// Call timeout.
+    #[serde(default = "default_rls_timeout")]
+    pub timeout_ms: u64,
+    /// What happens when the service cannot answer in time.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+fn default_domain() -> String {
+    "infergate".into()
+}
+
+fn default_rls_timeout() -> u64 {
+    100
 }
 
 /// What happens to a request when its limits cannot be checked.
@@ -59,6 +88,7 @@ impl Default for RateLimitConfig {
             default_max_tokens: default_max_tokens(),
             max_body_bytes: default_max_body(),
             failure_mode: FailureMode::default(),
+            global: None,
         }
     }
 }
@@ -256,6 +286,30 @@ impl Validate for RateLimitConfig {
         ] {
             if normalize_header_name(name).is_none() {
                 return Err(ConfigError::new(field, "not a valid header name"));
+            }
+        }
+        if let Some(g) = &self.global {
+            if g.cluster.is_empty() {
+                return Err(ConfigError::new("global.cluster", "must not be empty"));
+            }
+            if g.domain.is_empty() {
+                return Err(ConfigError::new("global.domain", "must not be empty"));
+            }
+            if !(1..=10_000).contains(&g.timeout_ms) {
+                return Err(ConfigError::new(
+                    "global.timeoutMs",
+                    "must be between 1 and 10000",
+                ));
+            }
+            for (i, l) in self.limits.iter().enumerate() {
+                for (j, r) in l.rates.iter().enumerate() {
+                    if parse_window_ms(&r.window).is_ok_and(|ms| ms % 1000 != 0) {
+                        return Err(ConfigError::new(
+                            format!("limits[{i}].rates[{j}].window"),
+                            "global limits count in whole seconds (the rate limit service's unit)",
+                        ));
+                    }
+                }
             }
         }
         if self.max_body_bytes == 0 {

@@ -89,6 +89,30 @@ pub enum Outcome {
     StoreFailed,
 }
 
+/// One call to a rate limit service: descriptors that share a hit count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalCall {
+    /// Units to add (`hits_addend`).
+    pub hits: u64,
+    /// One descriptor per applicable limit: `("limit", name)` then `("k0", value)`, … for
+    /// the counter attributes in order.
+    pub descriptors: Vec<super::rls::Descriptor>,
+    /// Whether these are token charges (settled later).
+    pub tokens: bool,
+    /// `(prompt, completion)` token weights of these limits.
+    pub weights: (u64, u64),
+}
+
+impl GlobalCall {
+    /// Units the request really used, under this call's weights.
+    pub fn actual(&self, usage: Usage) -> u64 {
+        usage
+            .prompt
+            .saturating_mul(self.weights.0)
+            .saturating_add(usage.completion.saturating_mul(self.weights.1))
+    }
+}
+
 /// Applies compiled limits.
 pub struct Limiter {
     limits: Vec<Limit>,
@@ -178,6 +202,57 @@ impl Limiter {
             }
         }
         Outcome::Allowed { charges, status }
+    }
+
+    /// Global mode: the rate limit service calls for a request, grouped by hit count.
+    pub fn global_calls(
+        &self,
+        src: &dyn AttributeSource,
+        tokens: Option<TokenEstimate>,
+    ) -> Vec<GlobalCall> {
+        let mut calls: Vec<GlobalCall> = Vec::new();
+        for limit in &self.limits {
+            if !limit.when.iter().all(|p| p.holds(src)) {
+                continue;
+            }
+            let mut descriptor = vec![("limit".to_string(), limit.name.clone())];
+            let mut complete = true;
+            for (i, attr) in limit.counters.iter().enumerate() {
+                let values = src.values(attr);
+                if values.is_empty() {
+                    complete = false;
+                    break;
+                }
+                descriptor.push((format!("k{i}"), values.join(",")));
+            }
+            if !complete {
+                continue;
+            }
+            let (hits, is_tokens) = match (limit.counts, tokens) {
+                (Counts::Requests, _) => (1, false),
+                (Counts::Tokens, Some(t)) => (
+                    t.prompt
+                        .saturating_mul(limit.prompt_weight)
+                        .saturating_add(t.completion_cap.saturating_mul(limit.completion_weight)),
+                    true,
+                ),
+                (Counts::Tokens, None) => continue,
+            };
+            let weights = (limit.prompt_weight, limit.completion_weight);
+            match calls
+                .iter_mut()
+                .find(|c| c.hits == hits && c.tokens == is_tokens && c.weights == weights)
+            {
+                Some(c) => c.descriptors.push(descriptor),
+                None => calls.push(GlobalCall {
+                    hits,
+                    descriptors: vec![descriptor],
+                    tokens: is_tokens,
+                    weights,
+                }),
+            }
+        }
+        calls
     }
 
     /// Settles token charges to the real usage. Request charges are final.
@@ -412,6 +487,45 @@ mod tests {
         let total = read(&s, "ig-rl|tok|0|3600000|u", 0);
         assert_eq!(total, 10_500);
         assert!(total - 10_000 <= 50 * 10);
+    }
+
+    #[test]
+    fn global_calls_group_descriptors_by_hits() {
+        let l = limiter(
+            r#"{"limits":[
+            {"name":"req","rates":[{"limit":10,"window":"1m"}],"counters":["identity.userid","identity.groups"]},
+            {"name":"req2","rates":[{"limit":10,"window":"1m"}],"counters":["identity.userid"]},
+            {"name":"tok","rates":[{"limit":1000,"window":"1h"}],"counters":["identity.userid"],"counts":"tokens"},
+            {"name":"anon","rates":[{"limit":1,"window":"1m"}],"counters":["request.path"]}]}"#,
+        );
+        let est = TokenEstimate {
+            prompt: 10,
+            completion_cap: 20,
+        };
+        let calls = l.global_calls(&User("u", "free"), Some(est));
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].hits, 1);
+        assert_eq!(
+            calls[0].descriptors,
+            vec![
+                vec![
+                    ("limit".into(), "req".into()),
+                    ("k0".into(), "u".into()),
+                    ("k1".into(), "free".into())
+                ],
+                vec![("limit".into(), "req2".into()), ("k0".into(), "u".into())],
+            ]
+        );
+        assert!(calls[1].tokens && calls[1].hits == 30);
+        assert_eq!(
+            calls[1].actual(Usage {
+                prompt: 5,
+                completion: 7
+            }),
+            12
+        );
+        // Without an estimate, token limits are not called.
+        assert_eq!(l.global_calls(&User("u", "free"), None).len(), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod counter;
 pub mod decision;
 pub mod headers;
+pub mod rls;
 pub mod window;
 
 pub use config::RateLimitConfig;

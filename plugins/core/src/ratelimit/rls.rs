@@ -1,0 +1,265 @@
+//! The Envoy rate limit service v3 (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`)
+//! messages, encoded and decoded by hand: the plugin needs two small messages, and a protobuf
+//! runtime would cost more Wasm size than this whole module.
+//!
+//! `RateLimitRequest { domain = 1; repeated RateLimitDescriptor descriptors = 2; uint32
+//! hits_addend = 3; }`, `RateLimitDescriptor { repeated Entry entries = 1; }`,
+//! `Entry { key = 1; value = 2; }`; `RateLimitResponse { Code overall_code = 1; repeated
+//! DescriptorStatus statuses = 2; … }`, `DescriptorStatus { Code code = 1; RateLimit
+//! current_limit = 2; uint32 limit_remaining = 3; Duration duration_until_reset = 4; }`,
+//! `RateLimit { uint32 requests_per_unit = 1; Unit unit = 2; string name = 3; }`.
+
+/// One descriptor: ordered `(key, value)` entries.
+pub type Descriptor = Vec<(String, String)>;
+
+/// The service's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Not set by the service.
+    Unknown,
+    /// Within limits.
+    Ok,
+    /// Over a limit.
+    OverLimit,
+}
+
+/// One descriptor's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DescriptorStatus {
+    /// Verdict for this descriptor.
+    pub code: Option<Code>,
+    /// `requests_per_unit` of the applied limit.
+    pub limit: Option<u32>,
+    /// The limit's unit in seconds (1, 60, 3600, 86400, …).
+    pub unit_secs: Option<u64>,
+    /// Units left.
+    pub remaining: u32,
+    /// Seconds until the window resets.
+    pub reset_secs: Option<u64>,
+}
+
+/// A decoded `RateLimitResponse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The overall verdict.
+    pub overall: Code,
+    /// Per-descriptor statuses, in request order.
+    pub statuses: Vec<DescriptorStatus>,
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn bytes_field(out: &mut Vec<u8>, field: u32, data: &[u8]) {
+    varint(out, u64::from(field << 3 | 2));
+    varint(out, data.len() as u64);
+    out.extend_from_slice(data);
+}
+
+/// Encodes a `RateLimitRequest`.
+pub fn encode_request(domain: &str, descriptors: &[Descriptor], hits_addend: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    bytes_field(&mut out, 1, domain.as_bytes());
+    for d in descriptors {
+        let mut desc = Vec::new();
+        for (k, v) in d {
+            let mut entry = Vec::new();
+            bytes_field(&mut entry, 1, k.as_bytes());
+            bytes_field(&mut entry, 2, v.as_bytes());
+            bytes_field(&mut desc, 1, &entry);
+        }
+        bytes_field(&mut out, 2, &desc);
+    }
+    if hits_addend != 0 {
+        varint(&mut out, 3 << 3);
+        varint(&mut out, u64::from(hits_addend));
+    }
+    out
+}
+
+/// A protobuf reader over one message.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+enum Value<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Skipped,
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.pos).ok_or("truncated varint")?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    fn field(&mut self) -> Result<Option<(u64, Value<'a>)>, String> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let value = match key & 7 {
+            0 => Value::Varint(self.varint()?),
+            1 => {
+                self.skip(8)?;
+                Value::Skipped
+            }
+            2 => {
+                let len = usize::try_from(self.varint()?).map_err(|_| "length too large")?;
+                let end = self.pos.checked_add(len).ok_or("length overflow")?;
+                let data = self.buf.get(self.pos..end).ok_or("truncated field")?;
+                self.pos = end;
+                Value::Bytes(data)
+            }
+            5 => {
+                self.skip(4)?;
+                Value::Skipped
+            }
+            w => return Err(format!("unsupported wire type {w}")),
+        };
+        Ok(Some((key >> 3, value)))
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), String> {
+        let end = self.pos.checked_add(n).ok_or("overflow")?;
+        if end > self.buf.len() {
+            return Err("truncated field".into());
+        }
+        self.pos = end;
+        Ok(())
+    }
+}
+
+fn code(v: u64) -> Code {
+    match v {
+        1 => Code::Ok,
+        2 => Code::OverLimit,
+        _ => Code::Unknown,
+    }
+}
+
+fn unit_secs(v: u64) -> Option<u64> {
+    match v {
+        1 => Some(1),
+        2 => Some(60),
+        3 => Some(3_600),
+        4 => Some(86_400),
+        5 => Some(30 * 86_400),
+        6 => Some(365 * 86_400),
+        7 => Some(7 * 86_400),
+        _ => None,
+    }
+}
+
+fn decode_status(buf: &[u8]) -> Result<DescriptorStatus, String> {
+    let mut s = DescriptorStatus::default();
+    let mut r = Reader { buf, pos: 0 };
+    while let Some((field, value)) = r.field()? {
+        match (field, value) {
+            (1, Value::Varint(v)) => s.code = Some(code(v)),
+            (2, Value::Bytes(b)) => {
+                let mut lr = Reader { buf: b, pos: 0 };
+                while let Some((f, v)) = lr.field()? {
+                    match (f, v) {
+                        (1, Value::Varint(n)) => s.limit = u32::try_from(n).ok(),
+                        (2, Value::Varint(u)) => s.unit_secs = unit_secs(u),
+                        _ => {}
+                    }
+                }
+            }
+            (3, Value::Varint(v)) => s.remaining = u32::try_from(v).unwrap_or(u32::MAX),
+            (4, Value::Bytes(b)) => {
+                let mut dr = Reader { buf: b, pos: 0 };
+                while let Some((f, v)) = dr.field()? {
+                    if let (1, Value::Varint(secs)) = (f, v) {
+                        s.reset_secs = Some(secs);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+/// Decodes a `RateLimitResponse`.
+pub fn decode_response(buf: &[u8]) -> Result<Response, String> {
+    let mut overall = Code::Unknown;
+    let mut statuses = Vec::new();
+    let mut r = Reader { buf, pos: 0 };
+    while let Some((field, value)) = r.field()? {
+        match (field, value) {
+            (1, Value::Varint(v)) => overall = code(v),
+            (2, Value::Bytes(b)) => statuses.push(decode_status(b)?),
+            _ => {}
+        }
+    }
+    Ok(Response { overall, statuses })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_a_request_byte_for_byte() {
+        let d = vec![vec![("limit".to_string(), "a".to_string())]];
+        let b = encode_request("ig", &d, 3);
+        // domain "ig"; descriptor { entry { key "limit" value "a" } }; hits_addend 3
+        let expected: Vec<u8> = vec![
+            0x0a, 2, b'i', b'g', 0x12, 12, 0x0a, 10, 0x0a, 5, b'l', b'i', b'm', b'i', b't', 0x12,
+            1, b'a', 0x18, 3,
+        ];
+        assert_eq!(b, expected);
+        // hits_addend 0 is the proto default and is not written.
+        assert!(!encode_request("ig", &[], 0).contains(&0x18));
+    }
+
+    #[test]
+    fn decodes_responses_and_skips_unknown_fields() {
+        // overall OVER_LIMIT; status { code OVER_LIMIT; current_limit { 10 per MINUTE };
+        // remaining 0; duration_until_reset { seconds 42 } }; unknown field 9 (varint).
+        let status: Vec<u8> = vec![
+            0x08, 2, 0x12, 4, 0x08, 10, 0x10, 2, 0x18, 0, 0x22, 2, 0x08, 42,
+        ];
+        let mut buf = vec![0x08, 2, 0x12, status.len() as u8];
+        buf.extend_from_slice(&status);
+        buf.extend_from_slice(&[0x48, 7]);
+        let r = decode_response(&buf).unwrap();
+        assert_eq!(r.overall, Code::OverLimit);
+        assert_eq!(
+            r.statuses,
+            vec![DescriptorStatus {
+                code: Some(Code::OverLimit),
+                limit: Some(10),
+                unit_secs: Some(60),
+                remaining: 0,
+                reset_secs: Some(42),
+            }]
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_and_hostile_input() {
+        assert!(decode_response(&[0x12, 50, 1]).is_err());
+        assert!(decode_response(&[0x08]).is_err());
+        assert!(decode_response(&[0x80; 20]).is_err());
+        assert!(decode_response(&[0x0b]).is_err());
+        assert_eq!(decode_response(&[]).unwrap().overall, Code::Unknown);
+    }
+}

@@ -1,0 +1,152 @@
+//! Global rate limits: two Envoys share one budget exactly through an Envoy RLS v3 service
+//! counting in a real Redis; the service down fails open or closed as configured.
+
+mod common;
+
+use common::*;
+use futures_util::future::join_all;
+use infergate_core::config::parse;
+use infergate_core::ratelimit::RateLimitConfig;
+use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, WasmFilter};
+use infergate_e2e::redis::RedisServer;
+use infergate_e2e::rls::RlsServer;
+use infergate_e2e::upstream::Upstream;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const MODEL: &str = "Qwen/Qwen3-0.6B";
+
+fn ratelimit_config(failure_mode: &str) -> Value {
+    json!({
+        "limits": [{"name": "per-user", "rates": [{"limit": 10, "window": "1h"}],
+                    "counters": ["auth.identity.userid"]}],
+        "global": {"cluster": "ratelimit", "domain": "infergate", "timeoutMs": 500,
+                   "failureMode": failure_mode},
+        "responseHeaders": "xRatelimit"
+    })
+}
+
+async fn gateway(pod: &Upstream, rls: SocketAddr, failure_mode: &str) -> anyhow::Result<Envoy> {
+    let auth = json!({"methods": [{"name": "keys", "apiKey": {"keys": [
+        {"sha256": digest("alice-key"), "identity": {"userid": "alice"}}]}}]});
+    let spec = GatewaySpec {
+        concurrency: 2,
+        clusters: vec![ClusterSpec {
+            name: "ratelimit".into(),
+            addresses: vec![rls],
+            http2: true,
+        }],
+        ..GatewaySpec::default()
+    }
+    .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
+    .with_filter(WasmFilter::plugin(
+        "ratelimit",
+        ratelimit_config(failure_mode).to_string(),
+    )?)
+    .with_filter(WasmFilter::plugin(
+        "affinity",
+        json!({"endpoints": [pod.addr.to_string()]}).to_string(),
+    )?);
+    Envoy::start(&spec).await
+}
+
+async fn burst(urls: &[String], n: usize) -> Vec<u16> {
+    let futures = (0..n).map(|i| {
+        let url = urls[i % urls.len()].clone();
+        async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client");
+            client
+                .post(url)
+                .bearer_auth("alice-key")
+                .json(&chat_body(MODEL, false))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    });
+    join_all(futures).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_envoys_share_one_budget_exactly() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let config: RateLimitConfig = parse(ratelimit_config("deny").to_string().as_bytes())?;
+    let rls = RlsServer::start("infergate", &config, redis.socket()).await?;
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let a = gateway(&pod, rls.addr, "deny").await?;
+    let b = gateway(&pod, rls.addr, "deny").await?;
+    let urls = vec![
+        format!("{}/v1/chat/completions", a.http_url()),
+        format!("{}/v1/chat/completions", b.http_url()),
+    ];
+    let codes = burst(&urls, 32).await;
+    let ok = codes.iter().filter(|c| **c == 200).count();
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!((ok, limited), (10, 22), "{codes:?}\n{}", a.log());
+    assert_eq!(pod.requests().len(), 10);
+    assert_eq!(rls.calls(), 32);
+    // Both gateways answered some of the 429s: the budget really was shared.
+    let la = a
+        .stat("wasmcustom.infergate.ratelimit.limited")
+        .await?
+        .unwrap_or(0);
+    let lb = b
+        .stat("wasmcustom.infergate.ratelimit.limited")
+        .await?
+        .unwrap_or(0);
+    assert_eq!(la + lb, 22);
+    assert!(la > 0 && lb > 0, "{la} {lb}");
+    // A limited answer carries the service's view of the budget.
+    let r = http_client()
+        .post(&urls[0])
+        .bearer_auth("alice-key")
+        .json(&chat_body(MODEL, false))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0");
+    assert_eq!(r.headers()["x-ratelimit-limit-requests"], "10");
+    let retry: u64 = r.headers()["retry-after"].to_str()?.parse()?;
+    assert!((1..=3600).contains(&retry));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_service_down_fails_closed_or_open_as_configured() -> anyhow::Result<()> {
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    // Nothing listens here.
+    let dead: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?
+    };
+    let deny = gateway(&pod, dead, "deny").await?;
+    let r = http_client()
+        .post(format!("{}/v1/chat/completions", deny.http_url()))
+        .bearer_auth("alice-key")
+        .json(&chat_body(MODEL, false))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 500);
+    let v: Value = r.json().await?;
+    assert_eq!(v["error"]["code"], "ratelimit_unavailable");
+    let allow = gateway(&pod, dead, "allow").await?;
+    let r = http_client()
+        .post(format!("{}/v1/chat/completions", allow.http_url()))
+        .bearer_auth("alice-key")
+        .json(&chat_body(MODEL, false))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        pod.requests().len(),
+        1,
+        "only the fail-open request reached the pod"
+    );
+    Ok(())
+}
