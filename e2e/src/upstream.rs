@@ -6,7 +6,8 @@
 //!
 //! Usage is reported as vLLM does; `prompt_tokens` is `ceil(body bytes / 4)`. A streaming
 //! request with `x-test-truncate-after: N` is cut off (connection reset) after N content
-//! chunks, before its usage chunk and `[DONE]`.
+//! chunks, before its usage chunk and `[DONE]`; with `x-test-malformed-usage` the `usage` object
+//! has values of the wrong type.
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -173,6 +174,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .get("x-test-truncate-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    let malformed_usage = req.headers().contains_key("x-test-malformed-usage");
     let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
@@ -199,8 +201,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             "application/json",
             json!({"object": "list", "data": [{"id": state.model, "object": "model", "owned_by": "infergate"}]}).to_string(),
         ),
-        ("POST", "/v1/chat/completions") => completion(&state, &body, true, truncate),
-        ("POST", "/v1/completions") => completion(&state, &body, false, truncate),
+        ("POST", "/v1/chat/completions") => {
+            completion(&state, &body, true, truncate, malformed_usage)
+        }
+        ("POST", "/v1/completions") => completion(&state, &body, false, truncate, malformed_usage),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     };
     if let Ok(v) = state.name.parse() {
@@ -209,7 +213,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     Ok(resp)
 }
 
-fn completion(state: &State, body: &[u8], chat: bool, truncate: Option<usize>) -> Response<Body> {
+fn completion(
+    state: &State,
+    body: &[u8],
+    chat: bool,
+    truncate: Option<usize>,
+    malformed_usage: bool,
+) -> Response<Body> {
     let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
@@ -231,6 +241,12 @@ fn completion(state: &State, body: &[u8], chat: bool, truncate: Option<usize>) -
         .clamp(1, 64);
     let words: Vec<String> = (0..max).map(|i| format!("tok{i} ")).collect();
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": max, "total_tokens": prompt_tokens + max});
+    let usage = if malformed_usage {
+        json!({"prompt_tokens": "many", "completion_tokens": -1})
+    } else {
+        usage
+    };
+
     let id = format!("cmpl-{}", state.name);
     let object = if chat {
         "chat.completion"

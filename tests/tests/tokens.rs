@@ -200,3 +200,81 @@ async fn a_limited_streaming_request_gets_a_proper_429() -> anyhow::Result<()> {
     assert!(pod.requests().is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_usage_keeps_the_estimate_and_is_logged() -> anyhow::Result<()> {
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let envoy = gateway(&pod, 100_000).await?;
+    let b = body(50, false, false);
+    let r = post(&envoy, &b, Some(("x-test-malformed-usage", "1"))).await?;
+    assert_eq!(r.status(), 200);
+    let estimate = 100_000 - remaining(&r);
+    let _ = r.text().await?;
+    let r2 = post(&envoy, &b, None).await?;
+    // Nothing was settled: the first request stays charged its full estimate.
+    assert_eq!(remaining(&r2), 100_000 - 2 * estimate);
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.infergate.ratelimit.usage_missing")
+            .await?,
+        Some(1)
+    );
+    assert!(
+        envoy.log().contains("malformed usage in response"),
+        "the plugin should log why it kept the estimate"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_is_exported_per_user_and_model_with_bounded_cardinality() -> anyhow::Result<()> {
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let keys: Vec<String> = (0..4).map(|i| format!("key-{i}")).collect();
+    let auth = json!({"methods": [{"name": "keys", "apiKey": {"keys": keys.iter().enumerate().map(|(i, k)|
+        json!({"sha256": digest(k), "identity": {"userid": format!("user{i}")}})).collect::<Vec<_>>()}}]});
+    let rl = json!({"limits": [], "usageStats": {"users": ["user0"], "models": [MODEL], "maxTracked": 1}});
+    let spec = GatewaySpec::default()
+        .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
+        .with_filter(WasmFilter::plugin("ratelimit", rl.to_string())?)
+        .with_filter(WasmFilter::plugin(
+            "affinity",
+            json!({"endpoints": [pod.addr.to_string()]}).to_string(),
+        )?);
+    let envoy = Envoy::start(&spec).await?;
+    let mut completion_by_user = Vec::new();
+    for k in &keys {
+        let r = http_client()
+            .post(format!("{}/v1/chat/completions", envoy.http_url()))
+            .bearer_auth(k)
+            .json(&body(5, false, false))
+            .send()
+            .await?;
+        let v: Value = r.json().await?;
+        completion_by_user.push(v["usage"]["completion_tokens"].as_u64().unwrap_or(0));
+    }
+    let stats = envoy.stats().await?;
+    let stat = |n: &str| {
+        stats
+            .get(&format!("wasmcustom.infergate.usage.{n}"))
+            .copied()
+    };
+    // Listed user, one more tracked user, then the rest under _other.
+    assert_eq!(
+        stat("user.user0.completion_tokens"),
+        Some(completion_by_user[0])
+    );
+    assert_eq!(
+        stat("user.user1.completion_tokens"),
+        Some(completion_by_user[1])
+    );
+    assert_eq!(stat("user.user2.completion_tokens"), None);
+    assert_eq!(
+        stat("user._other.completion_tokens"),
+        Some(completion_by_user[2] + completion_by_user[3])
+    );
+    assert_eq!(
+        stat("model.Qwen_Qwen3-0_6B.completion_tokens"),
+        Some(completion_by_user.iter().sum())
+    );
+    Ok(())
+}

@@ -43,6 +43,9 @@ pub(crate) struct RateLimitFilter {
     answered: bool,
     /// Bytes of request body buffered so far.
     body_size: usize,
+    /// User id and model, for the usage stats.
+    user: Option<String>,
+    model: Option<String>,
 }
 
 impl RateLimitFilter {
@@ -61,6 +64,8 @@ impl RateLimitFilter {
             global_pending: Vec::new(),
             answered: false,
             body_size: 0,
+            user: None,
+            model: None,
         }
     }
 
@@ -160,6 +165,12 @@ impl RateLimitFilter {
             None => self.attributes(shared),
         };
         attrs.model = Some(parsed.model.clone());
+        self.model = Some(parsed.model.clone());
+        self.user = attrs
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&attrs.user_header))
+            .map(|(_, v)| v.clone());
         if shared.config.global.is_some() {
             let calls = shared.limiter.global_calls(&attrs, Some(estimate));
             if calls.iter().any(|c| c.tokens) {
@@ -189,6 +200,7 @@ impl RateLimitFilter {
             .iter()
             .any(|c| c.counts == infergate_core::ratelimit::config::Counts::Tokens)
             || self.global_calls.iter().any(|c| c.tokens)
+            || (self.model.is_some() && self.shared.as_ref().is_some_and(|s| s.usage.is_some()))
     }
 
     /// Sends the global-mode calls; the request waits for their answers.
@@ -299,6 +311,9 @@ impl RateLimitFilter {
                     }
                 }
                 glue::bump(shared.metrics.settled);
+                if let Some(stats) = &shared.usage {
+                    stats.record(self.user.as_deref(), self.model.as_deref(), usage);
+                }
             }
             Settlement::KeepEstimate(why) => {
                 if !why.is_empty() {
@@ -383,7 +398,7 @@ impl HttpContext for RateLimitFilter {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
-        if shared.limiter.limits().is_empty() {
+        if shared.limiter.limits().is_empty() && shared.usage.is_none() {
             return Action::Continue;
         }
         let is_post = self.get_http_request_header(":method").as_deref() == Some("POST");

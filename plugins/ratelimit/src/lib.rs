@@ -13,6 +13,7 @@ mod filter;
 mod global;
 mod response;
 mod store;
+mod usage_stats;
 
 use infergate_core::ratelimit::decision::Limiter;
 use infergate_core::ratelimit::rls::Descriptor;
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     pub limiter: Limiter,
     pub needs_body: bool,
     pub metrics: Metrics,
+    /// Per-user and per-model usage counters, when configured.
+    pub usage: Option<usage_stats::UsageStats>,
     /// Global mode: token usage above the estimate, sent from the timer.
     settlements: RefCell<VecDeque<(Vec<Descriptor>, u64)>>,
 }
@@ -83,6 +86,7 @@ impl RootContext for RateLimitRoot {
         };
         let limiter = Limiter::new(config.compile());
         let needs_body = config.counts_tokens()
+            || config.usage_stats.is_some()
             || limiter.limits().iter().any(|l| {
                 l.counters
                     .contains(&infergate_core::attributes::Attribute::Model)
@@ -98,12 +102,14 @@ impl RootContext for RateLimitRoot {
         if config.global.is_some() && config.counts_tokens() {
             self.set_tick_period(Duration::from_millis(100));
         }
+        let usage = config.usage_stats.clone().map(usage_stats::UsageStats::new);
         self.shared = Some(Rc::new(Shared {
             config,
             limiter,
             needs_body,
             metrics,
             settlements: RefCell::new(VecDeque::new()),
+            usage,
         }));
         true
     }

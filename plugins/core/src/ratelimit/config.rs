@@ -29,10 +29,45 @@ pub struct RateLimitConfig {
     /// What to do when the counters cannot be updated.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Per-identity and per-model token usage exported as Envoy stats (for billing).
+    #[serde(default)]
+    pub usage_stats: Option<UsageStatsConfig>,
     /// Count in a shared rate limit service (Envoy RLS v3, e.g. Limitador) instead of this
     /// Envoy's shared data, so several gateway replicas share one budget.
     #[serde(default)]
     pub global: Option<GlobalConfig>,
+}
+
+/// Which identities and models get their own usage counters. Cardinality is bounded: the
+/// allow-listed names, plus up to `maxTracked` further names first seen by each Envoy worker;
+/// everything else is counted under `_other`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageStatsConfig {
+    /// User ids that always get their own counters.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Models that always get their own counters.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Further names tracked per worker, first come first served.
+    #[serde(default)]
+    pub max_tracked: usize,
+}
+
+/// Stat-name-safe form of a user id or model (`[A-Za-z0-9_-]`, others become `_`, at most 64
+/// bytes).
+pub fn stat_name_part(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Global mode: descriptors go to an Envoy RLS v3 service.
@@ -88,6 +123,7 @@ impl Default for RateLimitConfig {
             default_max_tokens: default_max_tokens(),
             max_body_bytes: default_max_body(),
             failure_mode: FailureMode::default(),
+            usage_stats: None,
             global: None,
         }
     }
@@ -310,6 +346,14 @@ impl Validate for RateLimitConfig {
                         ));
                     }
                 }
+            }
+        }
+        if let Some(u) = &self.usage_stats {
+            if u.max_tracked > 10_000 {
+                return Err(ConfigError::new(
+                    "usageStats.maxTracked",
+                    "at most 10000 (each is an Envoy stat)",
+                ));
             }
         }
         if self.max_body_bytes == 0 {
