@@ -27,6 +27,18 @@ impl ChildProcess {
         args: &[String],
         announce: &str,
     ) -> Result<(Self, String)> {
+        let (child, mut values) = Self::spawn_announcing(name, program, args, &[announce]).await?;
+        Ok((child, values.pop().unwrap_or_default()))
+    }
+
+    /// Like [`Self::spawn`], waiting for one line per prefix in `announces` (in any order);
+    /// returns the rest of each line, in the order of `announces`.
+    pub async fn spawn_announcing(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        announces: &[&str],
+    ) -> Result<(Self, Vec<String>)> {
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -37,21 +49,27 @@ impl ChildProcess {
             .with_context(|| format!("starting {name} ({})", program.display()))?;
         let stdout = child.stdout.take().context("child stdout")?;
         let mut lines = BufReader::new(stdout).lines();
+        let mut values: Vec<Option<String>> = vec![None; announces.len()];
         let found = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.strip_prefix(announce) {
-                    return Ok::<_, std::io::Error>(Some(rest.trim().to_string()));
+            while values.iter().any(Option::is_none) {
+                let Some(line) = lines.next_line().await? else {
+                    return Ok::<_, std::io::Error>(false);
+                };
+                for (i, a) in announces.iter().enumerate() {
+                    if let Some(rest) = line.strip_prefix(a) {
+                        values[i] = Some(rest.trim().to_string());
+                    }
                 }
             }
-            Ok(None)
+            Ok(true)
         })
         .await;
-        let value = match found {
-            Ok(Ok(Some(v))) => v,
-            Ok(Ok(None)) => bail!("{name} exited before announcing `{announce}`"),
+        match found {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => bail!("{name} exited before announcing {announces:?}"),
             Ok(Err(e)) => bail!("{name}: reading its output: {e}"),
-            Err(_) => bail!("{name} did not announce `{announce}` within 30 s"),
-        };
+            Err(_) => bail!("{name} did not announce {announces:?} within 30 s"),
+        }
         let prefix = name.to_string();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -63,7 +81,7 @@ impl ChildProcess {
                 name: name.to_string(),
                 child,
             },
-            value,
+            values.into_iter().map(Option::unwrap_or_default).collect(),
         ))
     }
 
@@ -93,6 +111,8 @@ pub struct HostShim {
     pub process: ChildProcess,
     /// Pick API, `/metrics`, `/healthz`, `/debug/state`.
     pub http: SocketAddr,
+    /// ext_proc Endpoint Picker and gRPC health.
+    pub grpc: SocketAddr,
 }
 
 impl HostShim {
@@ -113,12 +133,22 @@ impl HostShim {
             "127.0.0.1:0".to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let (process, addr) =
-            ChildProcess::spawn("host-shim", &bin, &args, "http listening on ").await?;
-        let http = addr
-            .parse()
-            .with_context(|| format!("host-shim announced `{addr}`"))?;
-        Ok(Self { process, http })
+        let (process, addrs) = ChildProcess::spawn_announcing(
+            "host-shim",
+            &bin,
+            &args,
+            &["http listening on ", "grpc listening on "],
+        )
+        .await?;
+        let parse = |a: &str| -> Result<SocketAddr> {
+            a.parse()
+                .with_context(|| format!("host-shim announced `{a}`"))
+        };
+        Ok(Self {
+            process,
+            http: parse(addrs.first().map(String::as_str).unwrap_or_default())?,
+            grpc: parse(addrs.get(1).map(String::as_str).unwrap_or_default())?,
+        })
     }
 
     /// Waits until host-shim has fresh metrics for `n` endpoints (it answers 503 before).

@@ -157,6 +157,7 @@ impl Stack {
                 },
             ],
             filters,
+            ext_proc: None,
             routes,
             clusters,
             concurrency: config.concurrency,

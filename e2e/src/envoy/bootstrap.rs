@@ -4,7 +4,7 @@
 //! the mechanism the Endpoint Picker Protocol specifies: Envoy connects to exactly the
 //! `ip:port` in that header, which is why only the gateway may ever set it.
 
-use super::spec::{GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
+use super::spec::{ExtProcSpec, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
 use infergate_core::headers::DESTINATION_ENDPOINT;
 use serde_json::{json, Value};
 
@@ -77,6 +77,9 @@ fn model_cluster() -> Value {
 
 fn listener(l: &ListenerSpec, spec: &GatewaySpec, routes: &[RouteSpec]) -> Value {
     let mut http_filters: Vec<Value> = spec.filters.iter().map(wasm_filter).collect();
+    if let Some(e) = &spec.ext_proc {
+        http_filters.push(ext_proc_filter(e));
+    }
     http_filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -127,6 +130,32 @@ fn route(r: &RouteSpec, timeout_secs: u32) -> Value {
         action["prefix_rewrite"] = json!(rw);
     }
     json!({"match": {"prefix": r.prefix}, "route": action})
+}
+
+/// The Endpoint Picker Protocol over ext_proc, with the processing mode and metadata
+/// namespaces the Gateway API Inference Extension uses.
+fn ext_proc_filter(e: &ExtProcSpec) -> Value {
+    json!({
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {"envoy_grpc": {"cluster_name": e.cluster}, "timeout": "10s"},
+            "failure_mode_allow": false,
+            "message_timeout": "10s",
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": e.body_mode,
+                "request_trailer_mode": "SEND",
+                "response_header_mode": "SEND",
+                "response_body_mode": "NONE",
+                "response_trailer_mode": "SKIP"
+            },
+            "metadata_options": {
+                "forwarding_namespaces": {"untyped": ["envoy.lb", "envoy.lb.subset_hint"]},
+                "receiving_namespaces": {"untyped": ["envoy.lb"]}
+            }
+        }
+    })
 }
 
 fn wasm_filter(f: &WasmFilter) -> Value {

@@ -6,4 +6,6 @@ mod process;
 mod spec;
 
 pub use process::Envoy;
-pub use spec::{ClusterSpec, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
+pub use spec::{
+    ClusterSpec, ExtProcSpec, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER,
+};

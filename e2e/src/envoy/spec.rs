@@ -42,6 +42,16 @@ impl WasmFilter {
     }
 }
 
+/// Envoy's ext_proc filter calling an Endpoint Picker (host-shim's gRPC listener), as a
+/// Gateway API Inference Extension deployment configures it.
+#[derive(Debug, Clone)]
+pub struct ExtProcSpec {
+    /// The HTTP/2 cluster of the picker.
+    pub cluster: String,
+    /// `request_body_mode`: `FULL_DUPLEX_STREAMED` (llm-d's default) or `BUFFERED`.
+    pub body_mode: String,
+}
+
 /// A route: requests whose path starts with `prefix` go to `cluster`.
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
@@ -71,6 +81,8 @@ pub struct GatewaySpec {
     pub listeners: Vec<ListenerSpec>,
     /// Wasm filters, in order, before the router.
     pub filters: Vec<WasmFilter>,
+    /// An ext_proc Endpoint Picker after the Wasm filters.
+    pub ext_proc: Option<ExtProcSpec>,
     /// Routes, first match wins. Empty means one catch-all route to [`MODEL_CLUSTER`].
     pub routes: Vec<RouteSpec>,
     /// Extra clusters besides [`MODEL_CLUSTER`].
@@ -92,6 +104,7 @@ impl Default for GatewaySpec {
                 tls: None,
             }],
             filters: Vec::new(),
+            ext_proc: None,
             routes: Vec::new(),
             clusters: Vec::new(),
             concurrency: 1,
