@@ -57,10 +57,13 @@ DEMO_CONFIG ?=
 demo: build
 	$(BIN_DIR)/infergate-demo $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG),) $(DEMO_ARGS)
 
-# Gateway overhead against bare Envoy, measured alongside (results in e2e/results/).
+# Gateway overhead against bare Envoy, pick cost against prompt size, and host-shim's pick
+# decision latency, each measured alongside its baseline (results in e2e/results/).
 bench: build
 	@bash tools/setup.sh --bench
 	$(BIN_DIR)/bench-gateway
+	$(BIN_DIR)/bench-pick
+	$(BIN_DIR)/host-shim-bench | tee e2e/results/host-shim.md
 
 bench-routing: build
 	@echo "the routing benchmark lands with the simulator issue"

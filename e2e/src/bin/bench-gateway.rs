@@ -26,6 +26,9 @@ struct Args {
     /// Seconds per single-connection latency run.
     #[arg(long, default_value_t = 3)]
     latency_seconds: u64,
+    /// Envoy worker counts to measure (`--concurrency`), comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<u32>,
     /// Where to write the markdown table.
     #[arg(long, default_value_os_t = infergate_e2e::paths::workspace_root().join("e2e/results/gateway.md"))]
     out: PathBuf,
@@ -87,58 +90,68 @@ async fn main() -> Result<()> {
             vec!["auth", "ratelimit-tokens", "affinity"],
         ),
     ];
-    let mut variants = Vec::new();
-    for (name, plugins) in &layouts {
-        let spec = GatewaySpec {
-            filters: filters(plugins, &pod_addr)?,
-            ..GatewaySpec::default()
-        };
-        variants.push(Variant {
-            name,
-            envoy: Envoy::start(&spec).await?,
-        });
-    }
     let prompt = "You are a helpful assistant. ".repeat(30);
     let body = json!({"model": MODEL, "max_tokens": 8, "messages": [
         {"role": "system", "content": prompt}, {"role": "user", "content": "Hello!"}]})
     .to_string();
     let scratch = tempfile::tempdir()?;
-    let mut results: BTreeMap<&str, (Vec<LoadResult>, Vec<LoadResult>)> = BTreeMap::new();
-    for round in 1..=args.rounds {
-        for v in &variants {
-            for (connections, seconds) in [(32, args.seconds), (1, args.latency_seconds)] {
-                let spec = LoadSpec {
-                    url: format!("{}/v1/chat/completions", v.envoy.http_url()),
-                    connections,
-                    duration: Duration::from_secs(seconds),
-                    method: "POST".into(),
-                    headers: vec![
-                        ("content-type".into(), "application/json".into()),
-                        ("authorization".into(), format!("Bearer {KEY}")),
-                        // Bare Envoy has no affinity filter: the client names the pod (with the
-                        // filter, this header is removed and replaced).
-                        ("x-gateway-destination-endpoint".into(), pod_addr.clone()),
-                    ],
-                    body: Some(body.clone()),
-                };
-                let pid = v.envoy.pid();
-                let dir = scratch.path().to_path_buf();
-                let r =
-                    tokio::task::spawn_blocking(move || loadgen::run(&spec, pid, &dir)).await??;
-                eprintln!(
-                    "round {round} {:<40} c={connections:<2} {:>9.0} req/s p50 {:>7.0} µs p99 {:>7.0} µs cpu {:>6.1} µs/req errors {}",
-                    v.name, r.rps, r.p50_us, r.p99_us, r.cpu_us_per_request, r.errors
-                );
-                let entry = results.entry(v.name).or_default();
-                if connections == 1 {
-                    entry.1.push(r);
-                } else {
-                    entry.0.push(r);
+    let mut tables = String::new();
+    for &workers in &args.workers {
+        let mut variants = Vec::new();
+        for (name, plugins) in &layouts {
+            let spec = GatewaySpec {
+                filters: filters(plugins, &pod_addr)?,
+                concurrency: workers,
+                ..GatewaySpec::default()
+            };
+            variants.push(Variant {
+                name,
+                envoy: Envoy::start(&spec).await?,
+            });
+        }
+        let mut results: BTreeMap<&str, (Vec<LoadResult>, Vec<LoadResult>)> = BTreeMap::new();
+        for round in 1..=args.rounds {
+            for v in &variants {
+                for (connections, seconds) in [(32, args.seconds), (1, args.latency_seconds)] {
+                    let spec = LoadSpec {
+                        url: format!("{}/v1/chat/completions", v.envoy.http_url()),
+                        connections,
+                        duration: Duration::from_secs(seconds),
+                        method: "POST".into(),
+                        headers: vec![
+                            ("content-type".into(), "application/json".into()),
+                            ("authorization".into(), format!("Bearer {KEY}")),
+                            // Bare Envoy has no affinity filter: the client names the pod (with
+                            // the filter, this header is removed and replaced).
+                            ("x-gateway-destination-endpoint".into(), pod_addr.clone()),
+                        ],
+                        body: Some(body.clone()),
+                    };
+                    let pid = v.envoy.pid();
+                    let dir = scratch.path().to_path_buf();
+                    let r = tokio::task::spawn_blocking(move || loadgen::run(&spec, pid, &dir))
+                        .await??;
+                    eprintln!(
+                        "workers {workers} round {round} {:<40} c={connections:<2} {:>9.0} req/s p50 {:>7.0} µs p99 {:>7.0} µs cpu {:>6.1} µs/req errors {}",
+                        v.name, r.rps, r.p50_us, r.p99_us, r.cpu_us_per_request, r.errors
+                    );
+                    let entry = results.entry(v.name).or_default();
+                    if connections == 1 {
+                        entry.1.push(r);
+                    } else {
+                        entry.0.push(r);
+                    }
                 }
             }
         }
+        tables += &format!("**{workers} Envoy worker(s)**\n\n");
+        tables += &render(&layouts, &results);
+        tables += "\n";
     }
-    let table = render(&layouts, &results, &args, body.len());
+    let table = format!(
+        "{tables}Medians of {} alternating rounds; {} s runs at 32 connections and {} s at 1 connection; Envoy 1.40; wrk (1 thread) and a minimal in-process OpenAI upstream on the same 2-core machine; POST /v1/chat/completions with a {}-byte body; the rate limits are set high enough never to reject. Reproduce: `make bench`.\n",
+        args.rounds, args.seconds, args.latency_seconds, body.len()
+    );
     println!("{table}");
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -156,8 +169,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn render(
     layouts: &[(&str, Vec<&str>)],
     results: &BTreeMap<&str, (Vec<LoadResult>, Vec<LoadResult>)>,
-    args: &Args,
-    body_bytes: usize,
 ) -> String {
     let stat = |name: &str, f: &dyn Fn(&LoadResult) -> f64, single: bool| -> f64 {
         results
@@ -188,9 +199,5 @@ fn render(
             p50 / bare_p50
         );
     }
-    out += &format!(
-        "\nMedians of {} alternating rounds; {} s runs at 32 connections and {} s at 1 connection; Envoy 1.40, one worker; wrk (1 thread) and a minimal in-process OpenAI upstream on the same 2-core machine; POST /v1/chat/completions with a {}-byte body. Reproduce: `make bench`.\n",
-        args.rounds, args.seconds, args.latency_seconds, body_bytes
-    );
     out
 }

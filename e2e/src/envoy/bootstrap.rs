@@ -8,6 +8,9 @@ use super::spec::{ExtProcSpec, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter,
 use infergate_core::headers::DESTINATION_ENDPOINT;
 use serde_json::{json, Value};
 
+/// Per-connection buffer limit of listeners and the model cluster (32 MiB).
+pub const BUFFER_LIMIT_BYTES: u32 = 32 * 1024 * 1024;
+
 /// Renders the bootstrap. The admin listener binds a free loopback port.
 pub fn render(spec: &GatewaySpec) -> Value {
     let routes: Vec<RouteSpec> = if spec.routes.is_empty() {
@@ -71,7 +74,8 @@ fn model_cluster() -> Value {
             "use_http_header": true,
             "http_header_name": DESTINATION_ENDPOINT
         },
-        "cleanup_interval": "30s"
+        "cleanup_interval": "30s",
+        "per_connection_buffer_limit_bytes": BUFFER_LIMIT_BYTES
     })
 }
 
@@ -120,6 +124,9 @@ fn listener(l: &ListenerSpec, spec: &GatewaySpec, routes: &[RouteSpec]) -> Value
     json!({
         "name": l.name,
         "address": socket_address("127.0.0.1", l.port),
+        // Filters that read the whole prompt buffer it: Envoy's 1 MiB default would answer
+        // 413 to long-context requests before any plugin sees them.
+        "per_connection_buffer_limit_bytes": BUFFER_LIMIT_BYTES,
         "filter_chains": [chain],
     })
 }
