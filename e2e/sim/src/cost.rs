@@ -153,7 +153,10 @@ mod tests {
         let c = LLAMA_8B_H200.cost;
         let within = |got: f64, want: f64| (got / want - 1.0).abs() < 0.2;
         assert!(within(c.prefill_seconds(9216, 0), 0.320), "cold 9k");
-        assert!(within(c.prefill_seconds(1024, 8192), 0.062), "warm 1k on 8k");
+        assert!(
+            within(c.prefill_seconds(1024, 8192), 0.062),
+            "warm 1k on 8k"
+        );
         for n in [2048u64, 4096, 8192] {
             let rate = n as f64 / c.prefill_seconds(n, 0);
             assert!((26_000.0..40_000.0).contains(&rate), "{n}: {rate}");

@@ -9,7 +9,7 @@
 pub mod bench;
 pub mod block_hash;
 pub mod cost;
+pub mod engine;
 pub mod kv_cache;
 pub mod server;
 pub mod tokenizer;
-pub mod engine;

@@ -105,9 +105,11 @@ pub fn output_word(seed: u64, index: u32) -> &'static str {
 /// never need text (the offline benchmark). Equal `(seed, index)` give equal ids.
 pub fn synthetic_token(seed: u64, index: u32) -> u32 {
     // splitmix64 finalizer: cheap, and well mixed enough that streams never collide in practice.
-    let mut z = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(u64::from(index).wrapping_add(1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(
+        u64::from(index)
+            .wrapping_add(1)
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9),
+    );
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     (z ^ (z >> 31)) as u32

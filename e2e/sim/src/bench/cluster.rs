@@ -211,7 +211,11 @@ pub fn simulate(
                 };
                 let pick = router.route(&rr, &view);
                 if pick >= cfg.engines {
-                    return Err(format!("router {} picked engine {pick} of {}", router.name(), cfg.engines));
+                    return Err(format!(
+                        "router {} picked engine {pick} of {}",
+                        router.name(),
+                        cfg.engines
+                    ));
                 }
                 sim.records[i].engine = pick;
                 sim.engines[pick]

@@ -2,7 +2,9 @@
 //! seeded workload, and routers compared side by side on identical inputs.
 
 pub mod cluster;
+pub mod live;
 pub mod plot;
+pub mod png;
 pub mod report;
 pub mod router;
 pub mod routers;
@@ -11,7 +13,7 @@ pub mod workload;
 use cluster::{simulate, ClusterConfig, PreparedWorkload};
 use report::{summarize, WorkloadReport};
 use router::Router;
-use workload::{generate, typical_request, WorkloadKind, WorkloadSpec};
+use workload::{generate, typical_request, Workload, WorkloadKind, WorkloadSpec};
 
 /// Everything one benchmark run needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +33,40 @@ pub struct BenchConfig {
     /// Offered load of the first and last stage, as a fraction of the cluster's ideal
     /// capacity for the workload (see [`ideal_capacity_per_engine`]).
     pub load_range: (f64, f64),
+    /// Explicit request rates per stage (requests/s), overriding `stages` and `load_range`.
+    pub rates: Option<Vec<f64>>,
+}
+
+/// The workload `kind` as `cfg` sizes it (stage rates, KV-relative group count, seed).
+pub fn workload_for(cfg: &BenchConfig, kind: WorkloadKind) -> Workload {
+    let spec = WorkloadSpec {
+        kind,
+        seed: cfg.seed,
+        stage_rates: cfg
+            .rates
+            .clone()
+            .unwrap_or_else(|| stage_rates(&cfg.cluster, kind, cfg.stages, cfg.load_range)),
+        stage_seconds: cfg.stage_seconds,
+        cluster_kv_tokens: (cfg.cluster.engines
+            * cfg.cluster.engine.num_gpu_blocks
+            * cfg.cluster.engine.block_size) as u64,
+    };
+    generate(&spec)
+}
+
+/// Describes a workload in one line (requests, stages, groups).
+pub fn describe(w: &Workload) -> String {
+    format!(
+        "{} requests over {} stages of {:.0} s{}",
+        w.requests.len(),
+        w.stage_rates.len(),
+        w.stage_seconds,
+        if w.groups > 0 {
+            format!(", {} shared prefixes", w.groups)
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// Requests per second one engine could serve of `kind` with perfect prefix caching: the
@@ -40,13 +76,19 @@ pub fn ideal_capacity_per_engine(cluster: &ClusterConfig, kind: WorkloadKind) ->
     let c = &cluster.engine.cost;
     let (new, cached, output) = typical_request(kind);
     let context = (new + cached + output / 2) as f64;
-    let per_token = 1.0 / c.prefill_tokens_per_s + c.decode_s_per_seq + context * c.attention_s_per_pair;
+    let per_token =
+        1.0 / c.prefill_tokens_per_s + c.decode_s_per_seq + context * c.attention_s_per_pair;
     1.0 / (c.prefill_seconds(new, cached) + output as f64 * per_token)
 }
 
 /// Request rates of each stage for `kind` on `cluster`: evenly spaced between the two
 /// fractions of the ideal capacity ([`ideal_capacity_per_engine`] × engines).
-pub fn stage_rates(cluster: &ClusterConfig, kind: WorkloadKind, stages: usize, range: (f64, f64)) -> Vec<f64> {
+pub fn stage_rates(
+    cluster: &ClusterConfig,
+    kind: WorkloadKind,
+    stages: usize,
+    range: (f64, f64),
+) -> Vec<f64> {
     let per_engine = ideal_capacity_per_engine(cluster, kind);
     let capacity = per_engine * cluster.engines as f64;
     (0..stages)
@@ -68,43 +110,24 @@ pub fn stage_rates(cluster: &ClusterConfig, kind: WorkloadKind, stages: usize, r
 pub fn run(cfg: &BenchConfig) -> Result<Vec<WorkloadReport>, String> {
     let mut out = Vec::new();
     for &kind in &cfg.workloads {
-        let spec = WorkloadSpec {
-            kind,
-            seed: cfg.seed,
-            stage_rates: stage_rates(&cfg.cluster, kind, cfg.stages, cfg.load_range),
-            stage_seconds: cfg.stage_seconds,
-            cluster_kv_tokens: (cfg.cluster.engines
-                * cfg.cluster.engine.num_gpu_blocks
-                * cfg.cluster.engine.block_size) as u64,
-        };
         let prepared = PreparedWorkload::new(
-            generate(&spec),
+            workload_for(cfg, kind),
             &cfg.cluster.model,
             cfg.cluster.engine.block_size,
         );
+        let stages = prepared.workload.stage_rates.len();
         let mut summaries = Vec::new();
         for name in &cfg.routers {
             let mut router: Box<dyn Router> = routers::by_name(name, cfg.seed)
                 .ok_or_else(|| format!("unknown router {name:?}; known: {:?}", routers::NAMES))?;
             let result = simulate(&cfg.cluster, &prepared, router.as_mut())?;
-            summaries.push(summarize(&result, cfg.stages));
+            summaries.push(summarize(&result, stages));
         }
         let w = &prepared.workload;
-        let description = format!(
-            "{} requests over {} stages of {:.0} s{}",
-            w.requests.len(),
-            w.stage_rates.len(),
-            w.stage_seconds,
-            if w.groups > 0 {
-                format!(", {} shared prefixes", w.groups)
-            } else {
-                String::new()
-            }
-        );
         out.push(WorkloadReport {
             workload: kind.name().to_string(),
-            description,
-            stage_rates: spec.stage_rates,
+            description: describe(w),
+            stage_rates: w.stage_rates.clone(),
             summaries,
         });
     }

@@ -66,14 +66,24 @@ pub struct Summary {
 /// Summarises `run` over `stages` load stages.
 pub fn summarize(run: &RunResult, stages: usize) -> Summary {
     let done: Vec<_> = run.records.iter().filter(|r| r.finish.is_some()).collect();
-    let mut ttft: Vec<f64> = done.iter().filter_map(|r| Some(r.first_token? - r.arrival)).collect();
-    let mut e2e: Vec<f64> = done.iter().filter_map(|r| Some(r.finish? - r.arrival)).collect();
+    let mut ttft: Vec<f64> = done
+        .iter()
+        .filter_map(|r| Some(r.first_token? - r.arrival))
+        .collect();
+    let mut e2e: Vec<f64> = done
+        .iter()
+        .filter_map(|r| Some(r.finish? - r.arrival))
+        .collect();
     let mut itl: Vec<f64> = done
         .iter()
         .filter(|r| r.output_len > 1)
         .filter_map(|r| Some((r.finish? - r.first_token?) / f64::from(r.output_len - 1)))
         .collect();
-    let start = run.records.iter().map(|r| r.arrival).fold(f64::INFINITY, f64::min);
+    let start = run
+        .records
+        .iter()
+        .map(|r| r.arrival)
+        .fold(f64::INFINITY, f64::min);
     let end = done.iter().filter_map(|r| r.finish).fold(0.0, f64::max);
     let out_tokens: u64 = done.iter().map(|r| u64::from(r.output_len)).sum();
     let engines = run.engine_stats.len().max(1);
@@ -102,7 +112,11 @@ pub fn summarize(run: &RunResult, stages: usize) -> Summary {
         ttft: Percentiles::of(&mut ttft),
         itl: Percentiles::of(&mut itl),
         e2e: Percentiles::of(&mut e2e),
-        output_tokens_per_s: if end > start { out_tokens as f64 / (end - start) } else { 0.0 },
+        output_tokens_per_s: if end > start {
+            out_tokens as f64 / (end - start)
+        } else {
+            0.0
+        },
         prefix_hit_rate: if q > 0 { h as f64 / q as f64 } else { 0.0 },
         max_over_mean_requests: if mean > 0.0 {
             *per_engine.iter().max().unwrap_or(&0) as f64 / mean

@@ -216,7 +216,13 @@ pub fn generate(spec: &WorkloadSpec) -> Workload {
     }
 }
 
-fn question(g: &mut Gen, user_stream: u64, prefix: Option<u64>, t: f64, stage: usize) -> RequestSpec {
+fn question(
+    g: &mut Gen,
+    user_stream: u64,
+    prefix: Option<u64>,
+    t: f64,
+    stage: usize,
+) -> RequestSpec {
     let mut prompt = Vec::with_capacity(2);
     if let Some(p) = prefix {
         prompt.push(Segment {
@@ -272,7 +278,9 @@ fn no_sharing(g: &mut Gen, times: &[(f64, usize)]) -> Vec<RequestSpec> {
 }
 
 fn zipf_hot(g: &mut Gen, times: &[(f64, usize)]) -> Vec<RequestSpec> {
-    let weights: Vec<f64> = (1..=ZIPF_PREFIXES).map(|k| (k as f64).powf(-ZIPF_S)).collect();
+    let weights: Vec<f64> = (1..=ZIPF_PREFIXES)
+        .map(|k| (k as f64).powf(-ZIPF_S))
+        .collect();
     let total: f64 = weights.iter().sum();
     let cdf: Vec<f64> = weights
         .iter()
@@ -294,7 +302,12 @@ fn zipf_hot(g: &mut Gen, times: &[(f64, usize)]) -> Vec<RequestSpec> {
 /// Chat sessions: each arrival slot starts a turn of some session. Sessions start at
 /// `rate / mean_turns` so the request rate matches the stage rate; turn `k+1` of a session is
 /// sent `think` seconds after turn `k` (open loop) and carries the whole history.
-fn multi_turn(g: &mut Gen, times: &[(f64, usize)], stage_seconds: f64, stages: usize) -> Vec<RequestSpec> {
+fn multi_turn(
+    g: &mut Gen,
+    times: &[(f64, usize)],
+    stage_seconds: f64,
+    stages: usize,
+) -> Vec<RequestSpec> {
     const MEAN_TURNS: f64 = 5.0;
     let mut reqs = Vec::new();
     for (i, &(t, _)) in times.iter().enumerate() {
@@ -397,11 +410,22 @@ mod tests {
     #[test]
     fn zipf_hot_prefix_dominates_and_no_sharing_is_unique() {
         let w = generate(&spec(WorkloadKind::ZipfHot));
-        let hot = w.requests.iter().filter(|r| r.prompt[0].seed == 1_000_000).count();
-        assert!(hot * 4 > w.requests.len(), "hot {hot} of {}", w.requests.len());
+        let hot = w
+            .requests
+            .iter()
+            .filter(|r| r.prompt[0].seed == 1_000_000)
+            .count();
+        assert!(
+            hot * 4 > w.requests.len(),
+            "hot {hot} of {}",
+            w.requests.len()
+        );
         let n = generate(&spec(WorkloadKind::NoSharing));
-        let firsts: std::collections::HashSet<_> =
-            n.requests.iter().map(|r| r.block_hashes("m", 16)[0]).collect();
+        let firsts: std::collections::HashSet<_> = n
+            .requests
+            .iter()
+            .map(|r| r.block_hashes("m", 16)[0])
+            .collect();
         assert_eq!(firsts.len(), n.requests.len());
     }
 }

@@ -3,12 +3,15 @@
 
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
+use infergate_sim::bench::live::{run_live, LiveConfig};
 use infergate_sim::bench::workload::WorkloadKind;
-use infergate_sim::bench::{cluster::ClusterConfig, plot, report, routers, run, BenchConfig};
+use infergate_sim::bench::{
+    cluster::ClusterConfig, describe, plot, report, routers, run, workload_for, BenchConfig,
+};
 use infergate_sim::cost;
 use infergate_sim::engine::EngineConfig;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
 #[command(about = "Offline routing-quality benchmark on simulated vLLM engines")]
@@ -49,9 +52,24 @@ struct Args {
     /// Milliseconds between metric scrapes (staleness of the load view).
     #[arg(long, default_value_t = 50.0)]
     scrape_interval_ms: f64,
-    /// Model name.
+    /// Model name (offline: seeds the block hashes; live: sent in requests).
     #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
     model: String,
+    /// Explicit request rates per stage, requests/s (comma-separated); overrides
+    /// --stages/--min-load/--max-load.
+    #[arg(long, value_delimiter = ',')]
+    rates: Option<Vec<f64>>,
+    /// Live mode: send the workloads as real streaming requests to this base URL instead of
+    /// simulating (e.g. http://127.0.0.1:8000). --engines/--profile/--kv-blocks then only size
+    /// the workload.
+    #[arg(long)]
+    live_url: Option<String>,
+    /// Live mode: the pods' --time-scale (arrivals are compressed and latencies expanded by it).
+    #[arg(long, default_value_t = 1.0)]
+    live_time_scale: f64,
+    /// Live mode: per-request timeout, seconds of real time.
+    #[arg(long, default_value_t = 600.0)]
+    live_timeout_s: f64,
 }
 
 fn main() -> Result<()> {
@@ -81,7 +99,11 @@ fn main() -> Result<()> {
         stages: args.stages,
         stage_seconds: args.stage_seconds,
         load_range: (args.min_load, args.max_load),
+        rates: args.rates.clone(),
     };
+    if let Some(url) = &args.live_url {
+        return live(&args, &cfg, url);
+    }
     let started = Instant::now();
     let sections = run(&cfg).map_err(|e| anyhow!(e))?;
     let wall = started.elapsed().as_secs_f64();
@@ -109,17 +131,95 @@ fn main() -> Result<()> {
         simulated as f64 / wall * 60.0,
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
     );
-    let md = report::markdown(&header, &sections);
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let md_path = args.out.join("bench-routing.md");
+    write_report(&args, "bench-routing", "", &header, &sections)
+}
+
+fn write_report(
+    args: &Args,
+    stem: &str,
+    plot_prefix: &str,
+    header: &str,
+    sections: &[report::WorkloadReport],
+) -> Result<()> {
+    let md = report::markdown(header, sections);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let md_path = args.out.join(format!("{stem}.md"));
     std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     print!("{md}");
     println!("\nwrote {}", md_path.display());
-    for w in &sections {
-        let path = args.out.join(format!("ttft-p90-{}.png", w.workload));
+    for w in sections {
+        let path = args
+            .out
+            .join(format!("ttft-p90-{plot_prefix}{}.png", w.workload));
         if plot::write_ttft_plot(&path, w).with_context(|| format!("writing {}", path.display()))? {
             println!("wrote {}", path.display());
         }
     }
     Ok(())
+}
+
+fn live(args: &Args, cfg: &BenchConfig, url: &str) -> Result<()> {
+    if args.live_time_scale.is_nan() || args.live_time_scale <= 0.0 {
+        anyhow::bail!("--live-time-scale must be positive");
+    }
+    let live_cfg = LiveConfig {
+        url: url.to_string(),
+        model: args.model.clone(),
+        time_scale: args.live_time_scale,
+        request_timeout: Duration::from_secs_f64(args.live_timeout_s),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the runtime")?;
+    let mut sections = Vec::new();
+    let mut notes = Vec::new();
+    for &kind in &cfg.workloads {
+        let w = workload_for(cfg, kind);
+        eprintln!("live: sending {} ({})", kind.name(), describe(&w));
+        let result = rt.block_on(run_live(&live_cfg, &w))?;
+        let stages = w.stage_rates.len();
+        let mut summary = report::summarize(&result.run, stages);
+        summary.preemptions = 0;
+        let mut per_backend = vec![0usize; result.backends.len()];
+        for r in &result.run.records {
+            if let Some(n) = per_backend.get_mut(r.engine) {
+                *n += 1;
+            }
+        }
+        let backends: Vec<String> = result
+            .backends
+            .iter()
+            .zip(&per_backend)
+            .map(|(b, n)| format!("`{b}` {n}"))
+            .collect();
+        notes.push(format!(
+            "- {}: requests per backend {}; {} failed{}",
+            kind.name(),
+            backends.join(", "),
+            result.errors.len(),
+            result
+                .errors
+                .first()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        ));
+        sections.push(report::WorkloadReport {
+            workload: kind.name().to_string(),
+            description: describe(&w),
+            stage_rates: w.stage_rates.clone(),
+            summaries: vec![summary],
+        });
+    }
+    let header = format!(
+        "# Routing benchmark (live, client-side)\n\nTarget {url}, time scale {}, seed {}. \
+         Latencies in model time (real × time scale); `preempt` is not observable client-side.\n\n{}\n\n\
+         Command: `bench-routing {}`",
+        args.live_time_scale,
+        args.seed,
+        notes.join("\n"),
+        std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+    );
+    write_report(args, "bench-routing-live", "live-", &header, &sections)
 }

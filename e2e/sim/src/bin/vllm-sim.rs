@@ -61,7 +61,11 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let profile = cost::profile(&args.profile).ok_or_else(|| {
-        anyhow!("unknown profile {:?}; known: {:?}", args.profile, cost::PROFILES.map(|p| p.name))
+        anyhow!(
+            "unknown profile {:?}; known: {:?}",
+            args.profile,
+            cost::PROFILES.map(|p| p.name)
+        )
     })?;
     let mut engine = EngineConfig::from_profile(&profile);
     if let Some(b) = args.num_gpu_blocks {
@@ -69,7 +73,9 @@ fn main() -> Result<()> {
         engine.max_model_len = engine.max_model_len.min(b * engine.block_size);
     }
     engine.max_num_seqs = args.max_num_seqs.unwrap_or(engine.max_num_seqs);
-    engine.max_num_batched_tokens = args.max_num_batched_tokens.unwrap_or(engine.max_num_batched_tokens);
+    engine.max_num_batched_tokens = args
+        .max_num_batched_tokens
+        .unwrap_or(engine.max_num_batched_tokens);
     engine.max_model_len = args.max_model_len.unwrap_or(engine.max_model_len);
     engine.enable_prefix_caching = !args.no_enable_prefix_caching;
     engine.validate().map_err(|e| anyhow!(e))?;

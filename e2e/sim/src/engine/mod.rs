@@ -359,7 +359,9 @@ impl Engine {
             if need > self.kv.num_free() - self.kv.count_free(&hits) {
                 break;
             }
-            let Some(mut s) = self.waiting.pop_front() else { break };
+            let Some(mut s) = self.waiting.pop_front() else {
+                break;
+            };
             self.kv.touch(&hits);
             s.blocks = hits;
             s.blocks.extend(self.kv.allocate(need).unwrap_or_default());
@@ -447,7 +449,8 @@ impl Engine {
 
     fn preempt(&mut self, idx: usize) {
         let mut s = self.running.remove(idx);
-        self.kv.release(std::mem::take(&mut s.blocks).into_iter().rev());
+        self.kv
+            .release(std::mem::take(&mut s.blocks).into_iter().rev());
         s.num_computed = 0;
         s.registered = 0;
         self.stats.preemptions += 1;

@@ -58,7 +58,11 @@ fn second_request_with_same_prefix_hits_the_cache_and_is_faster() {
     assert_eq!(e.stats().prefix_cache_queries, 2 * 4196);
     assert_eq!(e.stats().finished, 2);
     assert_eq!(e.stats().generation_tokens, 8);
-    assert_eq!(e.kv().num_free(), 1000, "finished requests unpin every block");
+    assert_eq!(
+        e.kv().num_free(),
+        1000,
+        "finished requests unpin every block"
+    );
 }
 
 #[test]
@@ -110,8 +114,16 @@ fn running_out_of_blocks_preempts_the_newest_and_everything_still_finishes() {
     let (ev, _) = run(&mut e, 0.0);
     assert!(e.stats().preemptions > 0);
     for id in [1, 2] {
-        let idx: Vec<u32> = ev.iter().filter(|(_, x)| x.id == id).map(|(_, x)| x.index).collect();
-        assert_eq!(idx, (0..18).collect::<Vec<_>>(), "request {id} tokens in order");
+        let idx: Vec<u32> = ev
+            .iter()
+            .filter(|(_, x)| x.id == id)
+            .map(|(_, x)| x.index)
+            .collect();
+        assert_eq!(
+            idx,
+            (0..18).collect::<Vec<_>>(),
+            "request {id} tokens in order"
+        );
     }
     // Request 1 (the older) never lost its place: it finished first.
     let last1 = ev.iter().rposition(|(_, x)| x.id == 1).unwrap();
@@ -123,10 +135,16 @@ fn running_out_of_blocks_preempts_the_newest_and_everything_still_finishes() {
 #[test]
 fn rejects_empty_and_too_long_requests() {
     let mut e = Engine::new(cfg(10, 4, 8192, 8));
-    assert_eq!(e.add_request(req(1, 0, 0, 1, 4, 0.0)), Err(AdmissionError::Empty));
+    assert_eq!(
+        e.add_request(req(1, 0, 0, 1, 4, 0.0)),
+        Err(AdmissionError::Empty)
+    );
     assert!(matches!(
         e.add_request(req(2, 0, 38, 4, 4, 0.0)),
-        Err(AdmissionError::TooLong { requested: 42, max_model_len: 40 })
+        Err(AdmissionError::TooLong {
+            requested: 42,
+            max_model_len: 40
+        })
     ));
     assert!(!e.has_work());
 }

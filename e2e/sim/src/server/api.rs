@@ -38,7 +38,10 @@ fn bad(msg: impl Into<String>, param: &'static str) -> ApiError {
 /// Renders chat messages with a ChatML template (Qwen's), ending with the assistant header.
 fn render_chat(messages: &[Value]) -> Result<String, ApiError> {
     if messages.is_empty() {
-        return Err(bad("messages must contain at least one message", "messages"));
+        return Err(bad(
+            "messages must contain at least one message",
+            "messages",
+        ));
     }
     let mut out = String::new();
     for (i, m) in messages.iter().enumerate() {
@@ -201,13 +204,21 @@ mod tests {
             tokenize("<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n")
         );
         // Text parts are concatenated like a plain string.
-        let parts = br#"{"messages":[{"role":"user","content":[{"type":"text","text":"Hello there"}]}]}"#;
-        assert_eq!(parse(Endpoint::Chat, parts).unwrap().prompt_tokens, r.prompt_tokens);
+        let parts =
+            br#"{"messages":[{"role":"user","content":[{"type":"text","text":"Hello there"}]}]}"#;
+        assert_eq!(
+            parse(Endpoint::Chat, parts).unwrap().prompt_tokens,
+            r.prompt_tokens
+        );
     }
 
     #[test]
     fn completion_prompts_accept_text_and_token_ids() {
-        let r = parse(Endpoint::Completions, br#"{"model":"m","prompt":"abc def","max_tokens":3}"#).unwrap();
+        let r = parse(
+            Endpoint::Completions,
+            br#"{"model":"m","prompt":"abc def","max_tokens":3}"#,
+        )
+        .unwrap();
         assert_eq!(r.prompt_tokens, tokenize("abc def"));
         let r = parse(Endpoint::Completions, br#"{"prompt":[1,2,3]}"#).unwrap();
         assert_eq!(r.prompt_tokens, vec![1, 2, 3]);

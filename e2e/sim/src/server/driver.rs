@@ -4,7 +4,9 @@
 //! Steps are laid end to end on a deadline schedule: a step that follows another starts at the
 //! previous step's deadline, not when the task got round to it, so the task's own processing
 //! time does not stretch the latencies the model reports. If the task ever wakes later than a
-//! deadline (overloaded host), the delay is added to `lag_seconds` and shown in `/metrics`.
+//! deadline, the delay is added to `lag_seconds` and shown in `/metrics`. Lateness of one step
+//! does not carry over (the next step still starts at the missed deadline), so it is jitter of
+//! at most the timer resolution unless the host cannot keep up, when it grows step after step.
 
 use crate::engine::{AdmissionError, Engine, EngineStats, NewRequest, TokenEvent};
 use std::collections::HashMap;
@@ -69,6 +71,10 @@ pub struct Snapshot {
     pub stats: EngineStats,
     /// Total real seconds the driver woke up late for a step deadline.
     pub lag_seconds: f64,
+    /// Worst single wake-up delay, real seconds.
+    pub max_lag_seconds: f64,
+    /// Steps run.
+    pub steps: u64,
 }
 
 enum Command {
@@ -90,14 +96,18 @@ impl EngineHandle {
     /// Queues a request; its tokens arrive on `sub.events`.
     pub async fn submit(&self, sub: Submission) -> Result<Result<(), AdmissionError>, EngineGone> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Submit(sub, tx)).map_err(|_| EngineGone)?;
+        self.tx
+            .send(Command::Submit(sub, tx))
+            .map_err(|_| EngineGone)?;
         rx.await.map_err(|_| EngineGone)
     }
 
     /// Current engine state.
     pub async fn snapshot(&self) -> Result<Snapshot, EngineGone> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Snapshot(tx)).map_err(|_| EngineGone)?;
+        self.tx
+            .send(Command::Snapshot(tx))
+            .map_err(|_| EngineGone)?;
         rx.await.map_err(|_| EngineGone)
     }
 }
@@ -114,7 +124,7 @@ async fn run(mut engine: Engine, mut rx: mpsc::UnboundedReceiver<Command>, clock
     let mut next_id = 0u64;
     let mut deadline: Option<Instant> = None;
     let mut last_end = Instant::now();
-    let mut lag = 0.0;
+    let (mut lag, mut max_lag, mut steps) = (0.0f64, 0.0f64, 0u64);
     let mut events = Vec::new();
     loop {
         if deadline.is_none() {
@@ -149,13 +159,18 @@ async fn run(mut engine: Engine, mut rx: mpsc::UnboundedReceiver<Command>, clock
                         block_size: engine.config().block_size,
                         stats: engine.stats().clone(),
                         lag_seconds: lag,
+                        max_lag_seconds: max_lag,
+                        steps,
                     });
                 }
             },
             () = async { if let Some(d) = deadline { sleep_until(d.into()).await } }, if deadline.is_some() => {
                 let end = deadline.take().unwrap_or_else(Instant::now);
                 last_end = end;
-                lag += Instant::now().saturating_duration_since(end).as_secs_f64();
+                let late = Instant::now().saturating_duration_since(end).as_secs_f64();
+                lag += late;
+                max_lag = max_lag.max(late);
+                steps += 1;
                 engine.complete_step(clock.virtual_at(end), &mut events);
                 for ev in events.drain(..) {
                     let gone = streams.get(&ev.id).is_none_or(|tx| tx.send(ev).is_err());

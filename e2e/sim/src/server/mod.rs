@@ -70,7 +70,10 @@ struct State {
 pub async fn serve(listener: TcpListener, cfg: ServerConfig) -> anyhow::Result<()> {
     cfg.engine.validate().map_err(anyhow::Error::msg)?;
     if !(cfg.time_scale > 0.0 && cfg.time_scale.is_finite()) {
-        anyhow::bail!("time scale must be a positive number, got {}", cfg.time_scale);
+        anyhow::bail!(
+            "time scale must be a positive number, got {}",
+            cfg.time_scale
+        );
     }
     let served_by = cfg
         .served_by
@@ -112,7 +115,8 @@ pub async fn serve(listener: TcpListener, cfg: ServerConfig) -> anyhow::Result<(
 fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()).boxed());
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -153,7 +157,10 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         ("/v1/chat/completions", &Method::POST) => generate(state, Endpoint::Chat, req).await,
         ("/v1/completions", &Method::POST) => generate(state, Endpoint::Completions, req).await,
         ("/health" | "/v1/models" | "/metrics" | "/v1/chat/completions" | "/v1/completions", _) => {
-            json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"detail": "Method Not Allowed"}))
+            json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"detail": "Method Not Allowed"}),
+            )
         }
         _ => json_response(StatusCode::NOT_FOUND, &json!({"detail": "Not Found"})),
     }
@@ -209,7 +216,9 @@ fn plan(state: &State, g: &GenerationRequest, n: u64) -> Plan {
             let s = state.cfg.output_spread.clamp(0.0, 1.0);
             let mean = f64::from(state.cfg.default_output_tokens.max(1));
             let len = (mean * (1.0 - s + 2.0 * s * u)).round().max(1.0) as u32;
-            let room = (state.cfg.engine.max_model_len as u32).saturating_sub(prompt_len).max(1);
+            let room = (state.cfg.engine.max_model_len as u32)
+                .saturating_sub(prompt_len)
+                .max(1);
             Plan {
                 prompt_len,
                 output: len.min(room),
@@ -224,10 +233,18 @@ async fn generate(state: &State, endpoint: Endpoint, req: Request<Incoming>) -> 
     let limit = state.cfg.max_body_bytes;
     let body = match Limited::new(req.into_body(), limit).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return error_response(&ApiError::too_large(limit))
         }
-        Err(_) => return error_response(&ApiError::bad_request("could not read the request body", None)),
+        Err(_) => {
+            return error_response(&ApiError::bad_request(
+                "could not read the request body",
+                None,
+            ))
+        }
     };
     let g = match api::parse(endpoint, &body) {
         Ok(g) => g,
@@ -240,7 +257,11 @@ async fn generate(state: &State, endpoint: Endpoint, req: Request<Incoming>) -> 
     let p = plan(state, &g, n);
     let mut tokens = g.prompt_tokens.clone();
     tokens.extend((0..p.output).map(|i| token_id(output_word(p.seed, i))));
-    let hashes = block_hashes(chain_seed(&state.cfg.model), &tokens, state.cfg.engine.block_size);
+    let hashes = block_hashes(
+        chain_seed(&state.cfg.model),
+        &tokens,
+        state.cfg.engine.block_size,
+    );
     let (tx, rx) = mpsc::unbounded_channel();
     let sub = Submission {
         prompt_len: p.prompt_len,
@@ -263,7 +284,11 @@ async fn generate(state: &State, endpoint: Endpoint, req: Request<Incoming>) -> 
     }
 }
 
-async fn whole_response(meta: ResponseMeta, p: Plan, mut rx: mpsc::UnboundedReceiver<TokenEvent>) -> Response<Body> {
+async fn whole_response(
+    meta: ResponseMeta,
+    p: Plan,
+    mut rx: mpsc::UnboundedReceiver<TokenEvent>,
+) -> Response<Body> {
     let mut text = String::new();
     let mut cached = 0;
     let mut produced = 0;
@@ -291,7 +316,12 @@ struct StreamState {
     done: bool,
 }
 
-fn stream_response(meta: ResponseMeta, plan: Plan, include_usage: bool, rx: mpsc::UnboundedReceiver<TokenEvent>) -> Response<Body> {
+fn stream_response(
+    meta: ResponseMeta,
+    plan: Plan,
+    include_usage: bool,
+    rx: mpsc::UnboundedReceiver<TokenEvent>,
+) -> Response<Body> {
     let st = StreamState {
         meta,
         plan,
@@ -314,7 +344,10 @@ fn stream_response(meta: ResponseMeta, plan: Plan, include_usage: bool, rx: mpsc
             }
         }
         let finish = ev.finished.then_some(st.plan.finish);
-        buf.extend_from_slice(&st.meta.token_chunk(output_word(st.plan.seed, ev.index), finish));
+        buf.extend_from_slice(
+            &st.meta
+                .token_chunk(output_word(st.plan.seed, ev.index), finish),
+        );
         if ev.finished {
             if st.include_usage {
                 buf.extend_from_slice(&st.meta.usage_chunk(&Usage {

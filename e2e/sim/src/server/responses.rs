@@ -132,7 +132,11 @@ mod tests {
 
     fn parse_chunk(b: &Bytes) -> Value {
         let s = std::str::from_utf8(b).unwrap();
-        let body = s.strip_prefix("data: ").unwrap().strip_suffix("\n\n").unwrap();
+        let body = s
+            .strip_prefix("data: ")
+            .unwrap()
+            .strip_suffix("\n\n")
+            .unwrap();
         serde_json::from_str(body).unwrap()
     }
 

@@ -22,7 +22,9 @@ pub fn estimated_ttft(engine: &Engine, req: &RouteRequest<'_>) -> f64 {
     let new = u64::from(req.prompt_len) - cached;
     let queued = engine.pending_prefill_tokens();
     let decoding = engine.num_running() as f64;
-    let steps = ((queued + new) as f64 / cfg.max_num_batched_tokens as f64).ceil().max(1.0);
+    let steps = ((queued + new) as f64 / cfg.max_num_batched_tokens as f64)
+        .ceil()
+        .max(1.0);
     let per_step = c.fixed_s + decoding * (1.0 / c.prefill_tokens_per_s + c.decode_s_per_seq);
     queued as f64 / c.prefill_tokens_per_s + c.prefill_seconds(new, cached) + steps * per_step
 }
