@@ -212,3 +212,65 @@ async fn bad_bodies_get_400s_naming_the_field_and_oversize_gets_413() -> anyhow:
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hint_mode_keeps_prefixes_together_on_a_ring_hash_cluster() -> anyhow::Result<()> {
+    use infergate_e2e::envoy::{RingHashSpec, RouteSpec};
+    let pods = pods(4).await?;
+    // Sidecar-less: a standard RING_HASH cluster hashes on the plugin's prefix header; the
+    // ORIGINAL_DST destination header is not used by this route.
+    let spec = GatewaySpec {
+        ring_hash: Some(RingHashSpec {
+            cluster: "pods-ring".into(),
+            addresses: pods.iter().map(|p| p.addr).collect(),
+            header: "x-infergate-prefix-hash".into(),
+        }),
+        routes: vec![RouteSpec {
+            prefix: "/".into(),
+            prefix_rewrite: None,
+            cluster: "pods-ring".into(),
+        }],
+        ..GatewaySpec::default()
+    }
+    .with_filter(WasmFilter::plugin(
+        "affinity",
+        json!({"endpoints": pods.iter().map(|p| p.addr.to_string()).collect::<Vec<_>>(),
+               "hintHeader": "x-infergate-prefix-hash"})
+        .to_string(),
+    )?);
+    let envoy = Envoy::start(&spec).await?;
+    let client = http_client();
+    let url = format!("{}/v1/chat/completions", envoy.http_url());
+    let mut by_group: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for group in 0..12 {
+        for q in 0..3 {
+            let body = json!({"model": MODEL, "messages": [
+                {"role": "system", "content": system_prompt(group)},
+                {"role": "user", "content": format!("q{q}")}]});
+            // A client-sent hint is replaced, so it cannot steer the ring either.
+            let r = client
+                .post(&url)
+                .header("x-infergate-prefix-hash", format!("{q}"))
+                .json(&body)
+                .send()
+                .await?;
+            assert_eq!(r.status(), 200);
+            by_group
+                .entry(group)
+                .or_default()
+                .insert(r.headers()["x-served-by"].to_str()?.to_string());
+        }
+    }
+    assert!(by_group.values().all(|s| s.len() == 1), "{by_group:?}");
+    let used: BTreeSet<_> = by_group.values().flatten().collect();
+    assert!(used.len() >= 3, "12 prefixes on {used:?}");
+    // The pods saw the gateway's hint, 16 hex digits.
+    for p in &pods {
+        for r in p.requests() {
+            let h = r.header("x-infergate-prefix-hash");
+            assert_eq!(h.len(), 1);
+            assert_eq!(h[0].len(), 16, "{h:?}");
+        }
+    }
+    Ok(())
+}

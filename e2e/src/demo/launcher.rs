@@ -160,6 +160,7 @@ impl Stack {
             ext_proc: None,
             routes,
             clusters,
+            ring_hash: None,
             concurrency: config.concurrency,
             route_timeout_secs: 0,
         };

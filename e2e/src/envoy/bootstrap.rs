@@ -23,6 +23,22 @@ pub fn render(spec: &GatewaySpec) -> Value {
         spec.routes.clone()
     };
     let mut clusters = vec![model_cluster()];
+    if let Some(r) = &spec.ring_hash {
+        let endpoints: Vec<Value> = r
+            .addresses
+            .iter()
+            .map(
+                |a| json!({"endpoint": {"address": socket_address(&a.ip().to_string(), a.port())}}),
+            )
+            .collect();
+        clusters.push(json!({
+            "name": r.cluster,
+            "type": "STATIC",
+            "lb_policy": "RING_HASH",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": r.cluster, "endpoints": [{"lb_endpoints": endpoints}]},
+        }));
+    }
     for c in &spec.clusters {
         let endpoints: Vec<Value> = c
             .addresses
@@ -99,7 +115,7 @@ fn listener(l: &ListenerSpec, spec: &GatewaySpec, routes: &[RouteSpec]) -> Value
                 "virtual_hosts": [{
                     "name": "models",
                     "domains": ["*"],
-                    "routes": routes.iter().map(|r| route(r, spec.route_timeout_secs)).collect::<Vec<_>>(),
+    "routes": routes.iter().map(|r| route(r, spec)).collect::<Vec<_>>(),
                 }]
             },
             "http_filters": http_filters,
@@ -131,10 +147,18 @@ fn listener(l: &ListenerSpec, spec: &GatewaySpec, routes: &[RouteSpec]) -> Value
     })
 }
 
-fn route(r: &RouteSpec, timeout_secs: u32) -> Value {
-    let mut action = json!({"cluster": r.cluster, "timeout": format!("{timeout_secs}s")});
+fn route(r: &RouteSpec, spec: &GatewaySpec) -> Value {
+    let mut action =
+        json!({"cluster": r.cluster, "timeout": format!("{}s", spec.route_timeout_secs)});
     if let Some(rw) = &r.prefix_rewrite {
         action["prefix_rewrite"] = json!(rw);
+    }
+    if let Some(ring) = spec
+        .ring_hash
+        .as_ref()
+        .filter(|ring| ring.cluster == r.cluster)
+    {
+        action["hash_policy"] = json!([{"header": {"header_name": ring.header}}]);
     }
     json!({"match": {"prefix": r.prefix}, "route": action})
 }

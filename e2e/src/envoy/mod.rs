@@ -7,5 +7,6 @@ mod spec;
 
 pub use process::Envoy;
 pub use spec::{
-    ClusterSpec, ExtProcSpec, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER,
+    ClusterSpec, ExtProcSpec, GatewaySpec, ListenerSpec, RingHashSpec, RouteSpec, WasmFilter,
+    MODEL_CLUSTER,
 };

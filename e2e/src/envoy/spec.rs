@@ -74,6 +74,18 @@ pub struct ClusterSpec {
     pub http2: bool,
 }
 
+/// A consistent-hash cluster for the affinity plugin's sidecar-less hint mode: a `RING_HASH`
+/// cluster over fixed pods, and routes to it hash on the hint header.
+#[derive(Debug, Clone)]
+pub struct RingHashSpec {
+    /// Cluster name.
+    pub cluster: String,
+    /// The pods.
+    pub addresses: Vec<std::net::SocketAddr>,
+    /// The header the routes hash on (the plugin's `hintHeader`).
+    pub header: String,
+}
+
 /// A whole gateway: listeners, the filter chain, routes and clusters.
 #[derive(Debug, Clone)]
 pub struct GatewaySpec {
@@ -87,6 +99,8 @@ pub struct GatewaySpec {
     pub routes: Vec<RouteSpec>,
     /// Extra clusters besides [`MODEL_CLUSTER`].
     pub clusters: Vec<ClusterSpec>,
+    /// A consistent-hash cluster (hint mode).
+    pub ring_hash: Option<RingHashSpec>,
     /// Envoy worker threads (`--concurrency`).
     pub concurrency: u32,
     /// Upstream request timeout in seconds (0 disables it, for long streams).
@@ -107,6 +121,7 @@ impl Default for GatewaySpec {
             ext_proc: None,
             routes: Vec::new(),
             clusters: Vec::new(),
+            ring_hash: None,
             concurrency: 1,
             route_timeout_secs: 0,
         }
