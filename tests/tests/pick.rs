@@ -210,3 +210,42 @@ async fn a_slow_host_shim_times_out_into_the_fallback() -> anyhow::Result<()> {
     hold.abort();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_hashes_over_the_endpoint_list_last_fetched_from_host_shim() -> anyhow::Result<()>
+{
+    let pods = pods(3).await?;
+    let shim = HostShim::start(&endpoints(&pods)).await?;
+    wait_ready(&shim, 3).await?;
+    // The plugin's own configuration names only the first pod.
+    let config = json!({"endpoints": [pods[0].addr.to_string()],
+                        "hostShim": {"cluster": "host-shim", "timeoutMs": 200}});
+    let spec = GatewaySpec {
+        clusters: vec![ClusterSpec {
+            name: "host-shim".into(),
+            addresses: vec![shim.http],
+            http2: false,
+        }],
+        ..GatewaySpec::default()
+    }
+    .with_filter(WasmFilter::plugin("affinity", config.to_string())?);
+    let envoy = Envoy::start(&spec).await?;
+    // Let the plugin's timer fetch host-shim's list (every second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    shim.process.stop(Duration::from_millis(10)).await;
+    let mut served = BTreeSet::new();
+    for group in 0..12 {
+        served.insert(served_by(&envoy, &request(group, 0)).await?);
+    }
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.infergate.affinity.fallbacks")
+            .await?,
+        Some(12)
+    );
+    assert!(
+        served.len() >= 2,
+        "the fallback should hash over the 3 pods host-shim reported, not only the configured one: {served:?}"
+    );
+    Ok(())
+}

@@ -6,6 +6,7 @@
 //! | `POST /v1/served` | a served-endpoint report, [`super::wire`] encoding (from a peer replica when it carries [`crate::peers::PEER_HEADER`]) |
 //! | `GET /metrics` | host-shim's Prometheus metrics (OpenMetrics text) |
 //! | `GET /healthz` | `200 ok` while the process runs |
+//! | `GET /v1/endpoints` | the ready endpoints, comma separated (the plugin's fallback list) |
 //! | `GET /debug/state` | JSON: config, endpoints with metrics, readiness, dispatch counts, index size |
 
 use super::wire;
@@ -78,6 +79,16 @@ async fn route(req: Request<Incoming>, rt: &Runtime) -> Response<Body> {
             r
         }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/v1/endpoints") => {
+            // The ready endpoints, comma separated: the affinity plugin keeps this list for
+            // its consistent-hashing fallback when host-shim cannot be reached.
+            let ready: Vec<String> = readiness(rt)
+                .into_iter()
+                .filter(|(_, r)| *r)
+                .map(|(e, _)| e.to_string())
+                .collect();
+            text(StatusCode::OK, &ready.join(","))
+        }
         (&Method::GET, "/debug/state") => debug_state(rt),
         (_, "/v1/pick" | "/v1/served" | "/metrics" | "/healthz" | "/debug/state") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")

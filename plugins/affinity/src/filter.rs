@@ -79,9 +79,31 @@ impl AffinityFilter {
         }
     }
 
-    /// Consistent hashing of the leading prefix blocks over the configured endpoints.
+    /// The endpoints to hash over: the list last fetched from host-shim (in shared data, so
+    /// every worker has it), else the configured ones.
+    fn fallback_endpoints(&self, shared: &Shared) -> Vec<Endpoint> {
+        let fetched: Vec<Endpoint> = shared
+            .config
+            .host_shim
+            .as_ref()
+            .and_then(|s| self.get_shared_data(&crate::endpoints_key(&s.cluster)).0)
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .split(',')
+                    .filter_map(|e| e.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if fetched.is_empty() {
+            shared.endpoints.clone()
+        } else {
+            fetched
+        }
+    }
+
+    /// Consistent hashing of the leading prefix blocks over the known endpoints.
     fn route_by_hash(&self, shared: &Shared, key: u64) -> Action {
-        match rendezvous(key, &shared.endpoints) {
+        match rendezvous(key, &self.fallback_endpoints(shared)) {
             Some(e) => {
                 self.set_destination(shared, &e, &[]);
                 glue::bump(shared.metrics.prefix_picks);

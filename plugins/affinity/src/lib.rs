@@ -36,6 +36,14 @@ const MAX_QUEUED_REPORTS: usize = 1024;
 const REPORTS_PER_TICK: usize = 64;
 /// Timer period for sending reports.
 const REPORT_PERIOD: Duration = Duration::from_millis(100);
+/// Ticks between refreshes of the endpoint list from host-shim (1 s).
+const ENDPOINT_REFRESH_TICKS: u32 = 10;
+
+/// Shared-data key of the endpoint list last fetched from host-shim through `cluster`; shared
+/// by every worker, so the fallback uses a fresh list even when host-shim is gone.
+pub(crate) fn endpoints_key(cluster: &str) -> String {
+    format!("infergate.affinity.endpoints.{cluster}")
+}
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -87,9 +95,51 @@ impl Shared {
 #[derive(Default)]
 struct AffinityRoot {
     shared: Option<Rc<Shared>>,
+    ticks: u32,
+    /// The endpoint-list call in flight.
+    endpoints_call: Option<u32>,
 }
 
-impl Context for AffinityRoot {}
+impl Context for AffinityRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if self.endpoints_call != Some(token_id) {
+            return;
+        }
+        self.endpoints_call = None;
+        let Some(shim) = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.config.host_shim.clone())
+        else {
+            return;
+        };
+        let ok = self
+            .get_http_call_response_header(":status")
+            .is_some_and(|s| s == "200");
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
+        let list: Vec<Endpoint> = String::from_utf8_lossy(&body)
+            .split(',')
+            .filter_map(|e| e.parse().ok())
+            .collect();
+        // Keep the last good list: an error or an empty answer changes nothing.
+        if ok && !list.is_empty() {
+            let text: Vec<String> = list.iter().map(Endpoint::to_string).collect();
+            let _ = self.set_shared_data(
+                &endpoints_key(&shim.cluster),
+                Some(text.join(",").as_bytes()),
+                None,
+            );
+        }
+    }
+}
 
 impl RootContext for AffinityRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -110,7 +160,7 @@ impl RootContext for AffinityRoot {
             reports_sent: glue::counter("infergate.affinity.served_reports_sent"),
             reports_dropped: glue::counter("infergate.affinity.served_reports_dropped"),
         };
-        if config.host_shim.as_ref().is_some_and(|s| s.report_served) {
+        if config.host_shim.is_some() {
             self.set_tick_period(REPORT_PERIOD);
         }
         self.shared = Some(Rc::new(Shared {
@@ -130,6 +180,25 @@ impl RootContext for AffinityRoot {
         let Some(shim) = &shared.config.host_shim else {
             return;
         };
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % ENDPOINT_REFRESH_TICKS == 1 && self.endpoints_call.is_none() {
+            self.endpoints_call = self
+                .dispatch_http_call(
+                    &shim.cluster,
+                    vec![
+                        (":method", "GET"),
+                        (":path", "/v1/endpoints"),
+                        (":authority", &shim.authority),
+                    ],
+                    None,
+                    vec![],
+                    Duration::from_millis(shim.timeout_ms.max(200)),
+                )
+                .ok();
+        }
+        if !shim.report_served {
+            return;
+        }
         for _ in 0..REPORTS_PER_TICK {
             let Some(report) = shared.reports.borrow_mut().pop_front() else {
                 break;
