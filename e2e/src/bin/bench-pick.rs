@@ -34,7 +34,7 @@ const MODEL: &str = "Qwen/Qwen3-0.6B";
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let pods = vec![
+    let pods = [
         Upstream::start("pod-1", MODEL).await?,
         Upstream::start("pod-2", MODEL).await?,
     ];
@@ -67,7 +67,7 @@ async fn main() -> Result<()> {
         }],
         ..GatewaySpec::default()
     };
-    let variants = vec![
+    let variants = [
         (
             "bare Envoy (client names the pod)",
             Envoy::start(&GatewaySpec::default()).await?,
