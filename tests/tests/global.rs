@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use futures_util::future::join_all;
 use infergate_core::config::parse;
 use infergate_core::ratelimit::RateLimitConfig;
 use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, WasmFilter};
@@ -13,7 +12,6 @@ use infergate_e2e::rls::RlsServer;
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 
@@ -51,28 +49,6 @@ async fn gateway(pod: &Upstream, rls: SocketAddr, failure_mode: &str) -> anyhow:
     Envoy::start(&spec).await
 }
 
-async fn burst(urls: &[String], n: usize) -> Vec<u16> {
-    let futures = (0..n).map(|i| {
-        let url = urls[i % urls.len()].clone();
-        async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("client");
-            client
-                .post(url)
-                .bearer_auth("alice-key")
-                .json(&chat_body(MODEL, false))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        }
-    });
-    join_all(futures).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_envoys_share_one_budget_exactly() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
@@ -85,7 +61,7 @@ async fn two_envoys_share_one_budget_exactly() -> anyhow::Result<()> {
         format!("{}/v1/chat/completions", a.http_url()),
         format!("{}/v1/chat/completions", b.http_url()),
     ];
-    let codes = burst(&urls, 32).await;
+    let codes = burst(&urls, "alice-key", 32).await;
     let ok = codes.iter().filter(|c| **c == 200).count();
     let limited = codes.iter().filter(|c| **c == 429).count();
     assert_eq!((ok, limited), (10, 22), "{codes:?}\n{}", a.log());

@@ -7,7 +7,7 @@ use infergate_core::affinity::affinity_key;
 use infergate_core::endpoint::{rendezvous, Endpoint};
 use infergate_core::headers::{DESTINATION_ENDPOINT, DESTINATION_ENDPOINT_FALLBACKS};
 use infergate_core::openai::{parse_request, ApiKind};
-use infergate_core::openai_error::{self, ErrorKind};
+use infergate_core::openai_error::ErrorKind;
 use infergate_core::pick_wire::{encode_pick, PickQuery};
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -118,12 +118,7 @@ impl AffinityFilter {
             Ok(p) => p,
             Err(e) => {
                 glue::bump(shared.metrics.parse_errors);
-                let body = e.to_openai_body();
-                self.send_http_response(
-                    ErrorKind::BadRequest.status(),
-                    vec![("content-type", "application/json")],
-                    Some(&body),
-                );
+                glue::send_bad_request(self, &e.to_openai_body());
                 return Action::Pause;
             }
         };
@@ -192,19 +187,7 @@ impl AffinityFilter {
     fn too_large(&mut self, shared: &Shared) -> Action {
         self.api = None;
         glue::bump(shared.metrics.too_large);
-        let body = openai_error::body(
-            ErrorKind::PayloadTooLarge,
-            "request_too_large",
-            &format!(
-                "The request body exceeds the gateway's limit of {} bytes.",
-                shared.config.max_body_bytes
-            ),
-        );
-        self.send_http_response(
-            ErrorKind::PayloadTooLarge.status(),
-            vec![("content-type", "application/json")],
-            Some(&body),
-        );
+        glue::send_too_large(self, shared.config.max_body_bytes);
         Action::Pause
     }
 

@@ -54,6 +54,26 @@ pub fn send_error<C: HttpContext + ?Sized>(
     ctx.send_http_response(kind.status(), headers, Some(&body));
 }
 
+/// Answers 413: the request body is larger than `limit` bytes.
+pub fn send_too_large<C: HttpContext + ?Sized>(ctx: &C, limit: usize) {
+    send_error(
+        ctx,
+        ErrorKind::PayloadTooLarge,
+        "request_too_large",
+        &format!("The request body exceeds the gateway's limit of {limit} bytes."),
+        &[],
+    );
+}
+
+/// Answers 400 with the body parser's OpenAI-style error.
+pub fn send_bad_request<C: HttpContext + ?Sized>(ctx: &C, body: &[u8]) {
+    ctx.send_http_response(
+        ErrorKind::BadRequest.status(),
+        vec![("content-type", "application/json")],
+        Some(body),
+    );
+}
+
 /// Defines a counter metric, or `None` if the host refuses (the plugin then runs without it).
 pub fn counter(name: &str) -> Option<u32> {
     hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()

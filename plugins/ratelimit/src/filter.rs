@@ -7,7 +7,7 @@ use crate::response::{Settlement, Tracker};
 use crate::store::SharedDataStore;
 use crate::Shared;
 use infergate_core::openai::{parse_request, request_stream_usage, ApiKind, UsageInjection};
-use infergate_core::openai_error::{self, ErrorKind};
+use infergate_core::openai_error::ErrorKind;
 use infergate_core::ratelimit::config::FailureMode;
 use infergate_core::ratelimit::decision::{
     Charge, GlobalCall, Limiter, Outcome, RateStatus, TokenEstimate,
@@ -328,15 +328,8 @@ impl RateLimitFilter {
     }
 
     fn too_large(&self, shared: &Shared) -> Action {
-        let body = openai_error::body(
-            ErrorKind::PayloadTooLarge,
-            "request_too_large",
-            &format!(
-                "The request body exceeds the gateway's limit of {} bytes.",
-                shared.config.max_body_bytes
-            ),
-        );
-        self.local_error(ErrorKind::PayloadTooLarge, &body)
+        glue::send_too_large(self, shared.config.max_body_bytes);
+        Action::Pause
     }
 }
 

@@ -43,3 +43,29 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
         .collect()
 }
+
+/// Sends `n` concurrent chat completions with API key `key`, each on its own connection (so
+/// every Envoy worker gets some), spread round-robin over `urls`; returns the status codes
+/// (0 for a failed request).
+pub async fn burst(urls: &[String], key: &str, n: usize) -> Vec<u16> {
+    let futures = (0..n).map(|i| {
+        let url = urls[i % urls.len()].clone();
+        let key = key.to_string();
+        async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client");
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat_body("Qwen/Qwen3-0.6B", false))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    });
+    futures_util::future::join_all(futures).await
+}
