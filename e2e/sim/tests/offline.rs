@@ -106,7 +106,7 @@ fn full_bench_reports_every_router_on_every_workload() {
     let reports = run(&cfg).unwrap();
     assert_eq!(reports.len(), 3);
     for r in &reports {
-        assert_eq!(r.summaries.len(), 4);
+        assert_eq!(r.summaries.len(), routers::NAMES.len());
         for s in &r.summaries {
             assert!(
                 s.requests > 0 && s.unfinished == 0,
@@ -130,4 +130,76 @@ fn full_bench_reports_every_router_on_every_workload() {
     let mut bad = cfg.clone();
     bad.routers = vec!["nope".into()];
     assert!(run(&bad).unwrap_err().contains("unknown router"));
+}
+
+/// A router from outside the crate: everything to engine 0.
+struct AllOnZero;
+
+impl infergate_sim::bench::router::Router for AllOnZero {
+    fn name(&self) -> String {
+        "all-on-zero".into()
+    }
+    fn route(
+        &mut self,
+        _req: &infergate_sim::bench::router::RouteRequest<'_>,
+        _cluster: &infergate_sim::bench::router::ClusterView<'_>,
+    ) -> usize {
+        0
+    }
+}
+
+#[test]
+fn external_routers_plug_in_and_imbalance_is_reported() {
+    let cfg = BenchConfig {
+        cluster: cluster(),
+        seed: 2,
+        workloads: vec![WorkloadKind::NoSharing],
+        routers: vec!["all-on-zero".into(), "round-robin".into()],
+        stages: 1,
+        stage_seconds: 10.0,
+        load_range: (0.3, 0.3),
+        rates: None,
+    };
+    let make = |name: &str, seed: u64| {
+        if name == "all-on-zero" {
+            Some(Box::new(AllOnZero) as Box<dyn infergate_sim::bench::router::Router>)
+        } else {
+            routers::by_name(name, seed)
+        }
+    };
+    let reports = infergate_sim::bench::run_with(&cfg, &make).unwrap();
+    let s = &reports[0].summaries;
+    assert_eq!(s[0].router, "all-on-zero");
+    assert_eq!(s[0].max_over_mean_requests, 2.0);
+    assert!(s[1].max_over_mean_requests < 1.5);
+    assert!(run(&cfg).unwrap_err().contains("unknown router"));
+}
+
+/// host-shim's scheduler (the library the sidecar runs, driven offline) finds the shared
+/// prefixes that round-robin scatters.
+#[test]
+fn host_shim_scheduler_beats_round_robin_on_shared_prefixes() {
+    let c = cluster();
+    let w = prepared(WorkloadKind::SharedPrefix, 7, 20.0);
+    let rr = summarize(
+        &simulate(&c, &w, routers::by_name("round-robin", 7).unwrap().as_mut()).unwrap(),
+        2,
+    );
+    let hs = summarize(
+        &simulate(&c, &w, routers::by_name("host-shim", 7).unwrap().as_mut()).unwrap(),
+        2,
+    );
+    assert_eq!(rr.unfinished + hs.unfinished, 0);
+    assert!(
+        hs.prefix_hit_rate > rr.prefix_hit_rate,
+        "host-shim hit {} vs round-robin {}",
+        hs.prefix_hit_rate,
+        rr.prefix_hit_rate
+    );
+    assert!(
+        hs.ttft.p90 < rr.ttft.p90,
+        "TTFT p90 {} vs {}",
+        hs.ttft.p90,
+        rr.ttft.p90
+    );
 }

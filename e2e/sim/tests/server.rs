@@ -338,3 +338,28 @@ async fn many_concurrent_streams_all_complete() {
         assert_eq!(events.last().unwrap(), "[DONE]");
     }
 }
+
+#[tokio::test]
+async fn invalid_configuration_is_refused() {
+    let base = ServerConfig {
+        model: MODEL.into(),
+        served_by: Some("ok".into()),
+        time_scale: 1.0,
+        engine: EngineConfig::from_profile(&QWEN3_0_6B_H200),
+        default_output_tokens: 20,
+        output_spread: 0.5,
+        max_body_bytes: 1 << 20,
+    };
+    assert!(base.validate().unwrap().is_some());
+    let mut zero = base.clone();
+    zero.time_scale = 0.0;
+    let err = zero.validate().unwrap_err().to_string();
+    assert!(err.contains("time scale"), "{err}");
+    let mut bad_name = base.clone();
+    bad_name.served_by = Some("a\nb".into());
+    assert!(bad_name.validate().is_err());
+    let mut bad_engine = base;
+    bad_engine.engine.max_model_len = 0;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    assert!(serve(listener, bad_engine).await.is_err());
+}

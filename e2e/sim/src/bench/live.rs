@@ -15,7 +15,9 @@ use crate::engine::EngineStats;
 use crate::tokenizer::synthetic_token;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where and how to send the live workload.
@@ -50,6 +52,8 @@ pub fn prompt_text(spec: &RequestSpec) -> String {
 
 #[derive(Debug, Default)]
 struct Outcome {
+    arrival: f64,
+    stage: usize,
     first_token: Option<f64>,
     finish: Option<f64>,
     output_tokens: u32,
@@ -65,7 +69,12 @@ async fn one(
     spec: &RequestSpec,
     start: Instant,
 ) -> Outcome {
-    let mut out = Outcome::default();
+    let since = |t: Instant| t.duration_since(start).as_secs_f64() * cfg.time_scale;
+    let mut out = Outcome {
+        arrival: since(Instant::now()),
+        stage: spec.stage,
+        ..Outcome::default()
+    };
     let body = json!({
         "model": cfg.model,
         "messages": [{"role": "user", "content": prompt_text(spec)}],
@@ -73,7 +82,6 @@ async fn one(
         "stream": true,
         "stream_options": {"include_usage": true},
     });
-    let since = |t: Instant| t.duration_since(start).as_secs_f64() * cfg.time_scale;
     let url = format!("{}/v1/chat/completions", cfg.url.trim_end_matches('/'));
     let resp = match client.post(url).json(&body).send().await {
         Ok(r) => r,
@@ -144,25 +152,36 @@ pub struct LiveResult {
     pub backends: Vec<String>,
     /// Failed requests with their first error.
     pub errors: Vec<String>,
+    /// Most requests in flight at once.
+    pub peak_in_flight: usize,
 }
 
-/// Sends `workload` to `cfg.url` and measures it.
+fn client(cfg: &LiveConfig) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(cfg.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Sends `workload` to `cfg.url` open-loop (each request at its arrival time) and measures it.
 ///
 /// # Errors
 /// If the HTTP client cannot be built.
 pub async fn run_live(cfg: &LiveConfig, workload: &Workload) -> anyhow::Result<LiveResult> {
-    let client = reqwest::Client::builder()
-        .timeout(cfg.request_timeout)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()?;
+    let client = client(cfg)?;
     let start = Instant::now();
+    let in_flight = Arc::new(InFlight::default());
     let mut tasks = Vec::with_capacity(workload.requests.len());
     for spec in &workload.requests {
         let at = start + Duration::from_secs_f64(spec.arrival / cfg.time_scale);
         let (client, cfg, spec) = (client.clone(), cfg.clone(), spec.clone());
+        let in_flight = in_flight.clone();
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
-            one(&client, &cfg, &spec, start).await
+            in_flight.enter();
+            let o = one(&client, &cfg, &spec, start).await;
+            in_flight.leave();
+            o
         }));
     }
     let mut outcomes = Vec::with_capacity(tasks.len());
@@ -172,21 +191,91 @@ pub async fn run_live(cfg: &LiveConfig, workload: &Workload) -> anyhow::Result<L
             ..Outcome::default()
         }));
     }
-    let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    for o in &outcomes {
-        let n = names.len();
-        names.entry(o.backend.clone()).or_insert(n);
+    Ok(collect(cfg, outcomes, start, in_flight.peak()))
+}
+
+/// Sends `workload`'s requests closed-loop: `concurrency` clients, each sending its next
+/// request as soon as the previous one finished, for `seconds` of real time. Measures how
+/// many streams a target carries and what latency it reports under that load.
+///
+/// # Errors
+/// If the HTTP client cannot be built or the workload is empty.
+pub async fn run_closed_loop(
+    cfg: &LiveConfig,
+    workload: &Workload,
+    concurrency: usize,
+    seconds: f64,
+) -> anyhow::Result<LiveResult> {
+    if workload.requests.is_empty() || concurrency == 0 {
+        anyhow::bail!("closed loop needs requests and a positive concurrency");
     }
+    let client = client(cfg)?;
+    let start = Instant::now();
+    let stop = start + Duration::from_secs_f64(seconds);
+    let requests: Arc<Vec<RequestSpec>> = Arc::new(workload.requests.clone());
+    let in_flight = Arc::new(InFlight::default());
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|k| {
+            let (client, cfg, requests) = (client.clone(), cfg.clone(), requests.clone());
+            let in_flight = in_flight.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let mut i = k;
+                while Instant::now() < stop {
+                    let mut spec = requests[i % requests.len()].clone();
+                    spec.stage = 0;
+                    in_flight.enter();
+                    out.push(one(&client, &cfg, &spec, start).await);
+                    in_flight.leave();
+                    i += concurrency;
+                }
+                out
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(v) => outcomes.extend(v),
+            Err(e) => outcomes.push(Outcome {
+                error: Some(e.to_string()),
+                ..Outcome::default()
+            }),
+        }
+    }
+    Ok(collect(cfg, outcomes, start, in_flight.peak()))
+}
+
+/// Counts requests in flight and remembers the peak.
+#[derive(Debug, Default)]
+struct InFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl InFlight {
+    fn enter(&self) {
+        let n = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(n, Ordering::Relaxed);
+    }
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::Relaxed);
+    }
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+fn collect(cfg: &LiveConfig, outcomes: Vec<Outcome>, start: Instant, peak: usize) -> LiveResult {
     // Index backends in name order for a stable report.
-    let backends: Vec<String> = names.keys().cloned().collect();
+    let names: BTreeSet<&str> = outcomes.iter().map(|o| o.backend.as_str()).collect();
+    let backends: Vec<String> = names.into_iter().map(String::from).collect();
     let index = |b: &str| backends.iter().position(|x| x == b).unwrap_or(0);
     let mut stats = vec![EngineStats::default(); backends.len().max(1)];
     let mut errors = Vec::new();
-    let records = workload
-        .requests
+    let records = outcomes
         .iter()
-        .zip(&outcomes)
-        .map(|(spec, o)| {
+        .map(|o| {
             let engine = index(&o.backend);
             if let Some(e) = &o.error {
                 errors.push(e.clone());
@@ -196,8 +285,8 @@ pub async fn run_live(cfg: &LiveConfig, workload: &Workload) -> anyhow::Result<L
             let ok = o.error.is_none();
             RequestRecord {
                 engine,
-                stage: spec.stage,
-                arrival: spec.arrival,
+                stage: o.stage,
+                arrival: o.arrival,
                 first_token: o.first_token.filter(|_| ok),
                 finish: o.finish.filter(|_| ok),
                 prompt_len: o.prompt_tokens,
@@ -206,7 +295,7 @@ pub async fn run_live(cfg: &LiveConfig, workload: &Workload) -> anyhow::Result<L
             }
         })
         .collect();
-    Ok(LiveResult {
+    LiveResult {
         run: RunResult {
             router: format!("live {}", cfg.url),
             records,
@@ -215,7 +304,8 @@ pub async fn run_live(cfg: &LiveConfig, workload: &Workload) -> anyhow::Result<L
         },
         backends,
         errors,
-    })
+        peak_in_flight: peak,
+    }
 }
 
 #[cfg(test)]

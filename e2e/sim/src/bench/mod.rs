@@ -1,6 +1,7 @@
 //! The offline routing-quality benchmark: the engine model in virtual time, N engines, a
 //! seeded workload, and routers compared side by side on identical inputs.
 
+pub mod cli;
 pub mod cluster;
 pub mod live;
 pub mod plot;
@@ -103,11 +104,23 @@ pub fn stage_rates(
         .collect()
 }
 
-/// Runs every router on every workload.
+/// Makes a fresh router from its name and the run's seed; `None` for unknown names.
+pub type RouterFactory<'a> = &'a dyn Fn(&str, u64) -> Option<Box<dyn Router>>;
+
+/// Runs every router on every workload, with the built-in routers.
 ///
 /// # Errors
 /// Unknown router names, invalid engine configuration, or requests the engines cannot admit.
 pub fn run(cfg: &BenchConfig) -> Result<Vec<WorkloadReport>, String> {
+    run_with(cfg, &routers::by_name)
+}
+
+/// Runs every router on every workload, making routers with `make` (so routers from other
+/// crates, e.g. a host-shim adapter, can take part).
+///
+/// # Errors
+/// Unknown router names, invalid engine configuration, or requests the engines cannot admit.
+pub fn run_with(cfg: &BenchConfig, make: RouterFactory<'_>) -> Result<Vec<WorkloadReport>, String> {
     let mut out = Vec::new();
     for &kind in &cfg.workloads {
         let prepared = PreparedWorkload::new(
@@ -118,8 +131,9 @@ pub fn run(cfg: &BenchConfig) -> Result<Vec<WorkloadReport>, String> {
         let stages = prepared.workload.stage_rates.len();
         let mut summaries = Vec::new();
         for name in &cfg.routers {
-            let mut router: Box<dyn Router> = routers::by_name(name, cfg.seed)
-                .ok_or_else(|| format!("unknown router {name:?}; known: {:?}", routers::NAMES))?;
+            let mut router: Box<dyn Router> = make(name, cfg.seed).ok_or_else(|| {
+                format!("unknown router {name:?}; built in: {:?}", routers::NAMES)
+            })?;
             let result = simulate(&cfg.cluster, &prepared, router.as_mut())?;
             summaries.push(summarize(&result, stages));
         }

@@ -88,6 +88,8 @@ fn main() -> Result<()> {
         output_spread: args.output_spread,
         max_body_bytes: 32 << 20,
     };
+    // Fail before binding, so a launcher never sees "listening on" from a pod that then exits.
+    cfg.validate()?;
     // One core is enough for thousands of streams; a current-thread runtime keeps the pod's
     // footprint predictable when several run on one machine.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -56,6 +56,27 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
 }
 
+impl ServerConfig {
+    /// Checks the configuration; returns the `x-served-by` header value, if any.
+    ///
+    /// # Errors
+    /// Invalid engine limits, a non-positive time scale, or a name that is not a header value.
+    pub fn validate(&self) -> anyhow::Result<Option<HeaderValue>> {
+        self.engine.validate().map_err(anyhow::Error::msg)?;
+        if !(self.time_scale > 0.0 && self.time_scale.is_finite()) {
+            anyhow::bail!(
+                "time scale must be a positive number, got {}",
+                self.time_scale
+            );
+        }
+        self.served_by
+            .as_deref()
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("--name must be a valid HTTP header value"))
+    }
+}
+
 struct State {
     cfg: ServerConfig,
     engine: EngineHandle,
@@ -68,19 +89,7 @@ struct State {
 /// # Errors
 /// If the configuration is invalid or accepting connections fails.
 pub async fn serve(listener: TcpListener, cfg: ServerConfig) -> anyhow::Result<()> {
-    cfg.engine.validate().map_err(anyhow::Error::msg)?;
-    if !(cfg.time_scale > 0.0 && cfg.time_scale.is_finite()) {
-        anyhow::bail!(
-            "time scale must be a positive number, got {}",
-            cfg.time_scale
-        );
-    }
-    let served_by = cfg
-        .served_by
-        .as_deref()
-        .map(HeaderValue::from_str)
-        .transpose()
-        .map_err(|_| anyhow::anyhow!("--name must be a valid header value"))?;
+    let served_by = cfg.validate()?;
     let engine = driver::spawn(Engine::new(cfg.engine), Clock::new(cfg.time_scale));
     let state = Arc::new(State {
         cfg,

@@ -1,10 +1,12 @@
 //! The built-in routing policies, one per file behind [`Router`].
 
+mod host_shim;
 mod least_queue;
 mod oracle;
 mod random;
 mod round_robin;
 
+pub use host_shim::HostShimRouter;
 pub use least_queue::LeastQueue;
 pub use oracle::Oracle;
 pub use random::RandomPick;
@@ -13,7 +15,13 @@ pub use round_robin::RoundRobin;
 use crate::bench::router::Router;
 
 /// Names accepted by [`by_name`], in report order.
-pub const NAMES: [&str; 4] = ["round-robin", "random", "least-queue", "oracle"];
+pub const NAMES: [&str; 5] = [
+    "round-robin",
+    "random",
+    "least-queue",
+    "host-shim",
+    "oracle",
+];
 
 /// A fresh router called `name`, seeded with `seed` where it draws random numbers.
 pub fn by_name(name: &str, seed: u64) -> Option<Box<dyn Router>> {
@@ -22,6 +30,7 @@ pub fn by_name(name: &str, seed: u64) -> Option<Box<dyn Router>> {
         "random" => Box::new(RandomPick::new(seed)),
         "least-queue" => Box::new(LeastQueue::default()),
         "oracle" => Box::new(Oracle),
+        "host-shim" => Box::new(HostShimRouter::new(seed)),
         _ => return None,
     })
 }
