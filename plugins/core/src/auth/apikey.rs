@@ -19,6 +19,11 @@ impl KeyDigest {
         Self(Sha256::digest(key).into())
     }
 
+    /// Wraps raw digest bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// Parses 64 hex digits (either case).
     pub fn from_hex(hex: &str) -> Option<Self> {
         let bytes = hex.as_bytes();
