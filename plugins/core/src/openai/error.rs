@@ -101,24 +101,22 @@ impl fmt::Display for BodyError {
 
 impl std::error::Error for BodyError {}
 
-/// Parses `body` as `T`, and on failure parses again with path tracking to name the field.
+/// Parses `body` as `T`, tracking the path so a failure names the field.
 ///
-/// The happy path pays nothing for path tracking; only rejected bodies are parsed twice.
+/// One path-tracking parse rather than a fast parse plus a second, tracking one on failure:
+/// each is a full instantiation of the deserializer for every body type, and in a Wasm plugin
+/// the second copy costs more (module size) than tracking costs on the happy path.
 pub(crate) fn parse_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, BodyError> {
-    match serde_json::from_slice::<T>(body) {
-        Ok(value) => Ok(value),
-        Err(fast) => Err(locate::<T>(body).unwrap_or_else(|| BodyError::from_json(&fast, "."))),
-    }
-}
-
-fn locate<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Option<BodyError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Err(e) => {
             let path = e.path().to_string();
-            Some(BodyError::from_json(e.inner(), &path))
+            Err(BodyError::from_json(e.inner(), &path))
         }
-        Ok(_) => de.end().err().map(|e| BodyError::from_json(&e, ".")),
+        Ok(value) => match de.end() {
+            Ok(()) => Ok(value),
+            Err(e) => Err(BodyError::from_json(&e, ".")),
+        },
     }
 }
 
