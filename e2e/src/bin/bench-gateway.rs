@@ -5,7 +5,9 @@
 
 use anyhow::Result;
 use clap::Parser;
-use infergate_e2e::envoy::{Envoy, GatewaySpec, WasmFilter};
+use infergate_core::auth::jwt::testing::{self, TestKey};
+use infergate_core::auth::jwt::Alg;
+use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, WasmFilter};
 use infergate_e2e::loadgen::{self, LoadResult, LoadSpec};
 use infergate_e2e::upstream::Upstream;
 use serde_json::json;
@@ -49,6 +51,13 @@ fn filters(names: &[&str], pod: &str) -> Result<Vec<WasmFilter>> {
         let config = match *n {
             "auth" => json!({"methods": [{"name": "keys", "apiKey": {"keys": [
                 {"sha256": digest, "identity": {"userid": "bench", "groups": ["premium"]}}]}}]}),
+            "auth-jwt" => json!({"methods": [{"name": "oidc", "jwt": {
+                "issuer": JWT_ISSUER, "audiences": [JWT_AUDIENCE], "algorithms": ["RS256", "ES256"],
+                "jwks": testing::jwks(&[(TestKey::Rsa, "rsa"), (TestKey::P256, "ec256")])}}]}),
+            "auth-tokenreview" => json!({"methods": [{"name": "k8s", "kubernetesTokenReview": {
+                "cluster": "kube", "bearerToken": "bench-gateway-sa-token",
+                "audiences": ["https://kubernetes.default.svc"], "timeoutMs": 1000,
+                "cacheTtlSeconds": 3600}}]}),
             "ratelimit" => {
                 json!({"limits": [{"name": "per-user", "rates": [{"limit": 1_000_000_000u64, "window": "1h"}],
                 "counters": ["auth.identity.userid"]}]})
@@ -60,14 +69,74 @@ fn filters(names: &[&str], pod: &str) -> Result<Vec<WasmFilter>> {
             "affinity" => json!({"endpoints": [pod]}),
             other => anyhow::bail!("unknown plugin {other}"),
         };
-        let plugin = if *n == "ratelimit-tokens" {
-            "ratelimit"
-        } else {
-            n
+        let plugin = match *n {
+            "ratelimit-tokens" => "ratelimit",
+            "auth-jwt" | "auth-tokenreview" => "auth",
+            other => other,
         };
         out.push(WasmFilter::plugin(plugin, config.to_string())?);
     }
     Ok(out)
+}
+
+const JWT_ISSUER: &str = "https://idp.bench";
+const JWT_AUDIENCE: &str = "infergate";
+
+/// The bearer credential a variant's clients send.
+fn credential(name: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = json!({"iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "sub": "bench",
+                        "iat": now, "exp": now + 24 * 3600});
+    if name.contains("RS256") {
+        testing::sign(TestKey::Rsa, Alg::RS256, Some("rsa"), &claims)
+    } else if name.contains("ES256") {
+        testing::sign(TestKey::P256, Alg::ES256, Some("ec256"), &claims)
+    } else if name.contains("TokenReview") {
+        "bench-kube-token".to_string()
+    } else {
+        KEY.to_string()
+    }
+}
+
+/// A stand-in kube-apiserver that authenticates every TokenReview (the plugin caches the
+/// answer, so after the first request the benchmark measures the cached path).
+async fn kube_stub() -> Result<std::net::SocketAddr> {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let review: serde_json::Value =
+                            serde_json::from_slice(&body).unwrap_or_default();
+                        let answer = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                        "spec": review["spec"],
+                        "status": {"authenticated": true, "audiences": review["spec"]["audiences"],
+                                   "user": {"username": "bench", "groups": ["premium"]}}});
+                        let mut resp =
+                            hyper::Response::new(Full::new(bytes::Bytes::from(answer.to_string())));
+                        *resp.status_mut() = hyper::StatusCode::CREATED;
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -75,8 +144,12 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let pod = Upstream::start("bench-pod", MODEL).await?;
     let pod_addr = pod.addr.to_string();
+    let kube = kube_stub().await?;
     let layouts: Vec<(&str, Vec<&str>)> = vec![
         ("bare Envoy", vec![]),
+        ("auth (JWT RS256)", vec!["auth-jwt"]),
+        ("auth (JWT ES256)", vec!["auth-jwt"]),
+        ("auth (TokenReview, cached)", vec!["auth-tokenreview"]),
         (
             "auth (API key) + ratelimit (requests)",
             vec!["auth", "ratelimit"],
@@ -102,6 +175,11 @@ async fn main() -> Result<()> {
             let spec = GatewaySpec {
                 filters: filters(plugins, &pod_addr)?,
                 concurrency: workers,
+                clusters: vec![ClusterSpec {
+                    name: "kube".into(),
+                    addresses: vec![kube],
+                    http2: false,
+                }],
                 ..GatewaySpec::default()
             };
             variants.push(Variant {
@@ -120,7 +198,10 @@ async fn main() -> Result<()> {
                         method: "POST".into(),
                         headers: vec![
                             ("content-type".into(), "application/json".into()),
-                            ("authorization".into(), format!("Bearer {KEY}")),
+                            (
+                                "authorization".into(),
+                                format!("Bearer {}", credential(v.name)),
+                            ),
                             // Bare Envoy has no affinity filter: the client names the pod (with
                             // the filter, this header is removed and replaced).
                             ("x-gateway-destination-endpoint".into(), pod_addr.clone()),
