@@ -187,6 +187,16 @@ impl Jwk {
 pub struct KeySet {
     /// Usable keys.
     pub keys: Vec<Jwk>,
+    /// Distinct for every parsed set in this worker, so a verification remembered for one set
+    /// is never reused for another (see `jwt_cache`).
+    pub generation: u64,
+}
+
+/// Hands out [`KeySet::generation`]s.
+fn next_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for KeySet {
@@ -272,7 +282,10 @@ impl KeySet {
                 )
             });
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            generation: next_generation(),
+        })
     }
 }
 
@@ -449,6 +462,12 @@ pub fn verify(token: &str, keys: &KeySet, v: &Validation, now: u64) -> Result<Cl
     let claims: Claims = serde_json::from_slice(&dec(p64)?).map_err(|_| JwtError::Malformed)?;
     check_claims(&claims, v, now)?;
     Ok(claims)
+}
+
+/// Checks the claims of a token whose signature was verified earlier (time, issuer,
+/// audience): a cached verification must still pass these at every use.
+pub fn recheck_claims(c: &Claims, v: &Validation, now: u64) -> Result<(), JwtError> {
+    check_claims(c, v, now)
 }
 
 fn check_claims(c: &Claims, v: &Validation, now: u64) -> Result<(), JwtError> {

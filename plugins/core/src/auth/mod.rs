@@ -38,6 +38,7 @@ pub mod apikey;
 pub mod cidr;
 pub mod credential;
 pub mod jwt;
+pub mod jwt_cache;
 pub mod kube;
 pub mod rules;
 
@@ -602,6 +603,8 @@ pub struct Authenticator {
     pub credential_headers: Vec<String>,
     /// JWKS documents to fetch and refresh.
     pub jwks_fetches: Vec<JwksFetch>,
+    /// Tokens whose signature this worker already verified.
+    jwt_cache: std::cell::RefCell<jwt_cache::JwtCache>,
 }
 
 fn digest_hex(parts: &[&str]) -> String {
@@ -705,6 +708,7 @@ impl Authenticator {
             identity_headers,
             credential_headers,
             jwks_fetches,
+            jwt_cache: Default::default(),
         }
     }
 
@@ -791,7 +795,29 @@ impl Authenticator {
                             }
                         }
                     };
-                    match jwt::verify(credential, &set, validation, host.now()) {
+                    let digest = digest_hex(&[&named.name, credential]);
+                    let set_id = set.generation;
+                    let cached = self
+                        .jwt_cache
+                        .borrow()
+                        .get(&digest, set_id, host.now())
+                        .cloned();
+                    let verified = match cached {
+                        Some(c) => jwt::recheck_claims(&c, validation, host.now()).map(|()| c),
+                        None => {
+                            let v = jwt::verify(credential, &set, validation, host.now());
+                            if let Ok(c) = &v {
+                                self.jwt_cache.borrow_mut().insert(
+                                    digest,
+                                    set_id,
+                                    host.now(),
+                                    c.clone(),
+                                );
+                            }
+                            v
+                        }
+                    };
+                    match verified {
                         Ok(c) => {
                             let user = jwt::claim(&c, &claims.userid)
                                 .and_then(|v| v.as_str())
@@ -1336,6 +1362,63 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(method("deny").jwks_fetches.len(), 1);
+    }
+
+    #[test]
+    fn remembered_jwt_verifications_follow_key_rotation_and_expiry() {
+        struct At(u64, Rc<KeySet>);
+        impl AuthHost for At {
+            fn now(&self) -> u64 {
+                self.0
+            }
+            fn key_set(&self, _method: &str) -> Option<Rc<KeySet>> {
+                Some(self.1.clone())
+            }
+            fn cache_get(&self, _key: &str) -> Option<Vec<u8>> {
+                None
+            }
+        }
+        let set = |key| {
+            Rc::new(
+                KeySet::from_json(jwt::testing::jwks(&[(key, "k")]).to_string().as_bytes())
+                    .unwrap(),
+            )
+        };
+        let token = jwt::testing::sign(
+            jwt::testing::TestKey::Rsa,
+            Alg::RS256,
+            None,
+            &serde_json::json!({"iss": "i", "sub": "alice", "exp": 1_000u64}),
+        );
+        let header = format!("Bearer {token}");
+        let r = Req {
+            headers: vec![("authorization", Box::leak(header.into_boxed_str()))],
+            path: "/v1/chat/completions",
+            host: "gw",
+        };
+        let a = parse_auth(serde_json::json!({"methods": [{"name": "o", "jwt": {
+            "issuer": "i", "jwksUri": {"cluster": "idp", "path": "/jwks"}}}]}));
+        let rsa = set(jwt::testing::TestKey::Rsa);
+        assert!(matches!(
+            a.authenticate(&r, &At(900, rsa.clone())),
+            Decision::Allow { .. }
+        ));
+        // Remembered: still accepted with the same keys…
+        assert!(matches!(
+            a.authenticate(&r, &At(950, rsa.clone())),
+            Decision::Allow { .. }
+        ));
+        // …but not once the key set rotated to one without the signing key,
+        let ec = set(jwt::testing::TestKey::P256);
+        assert!(matches!(
+            a.authenticate(&r, &At(950, ec)),
+            Decision::Deny(_)
+        ));
+        // …nor after the token expired.
+        assert!(matches!(
+            a.authenticate(&r, &At(5_000, rsa)),
+            Decision::Deny(_)
+        ));
     }
 
     #[test]
