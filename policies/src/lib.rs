@@ -1,5 +1,19 @@
-//! Translation from Kuadrant `AuthPolicy` / `RateLimitPolicy` / `TokenRateLimitPolicy` and llm-d
-//! `EndpointPickerConfig` to infergate plugin configuration and deployable manifests.
-//!
-//! The translator lands with the policies issue; the hand-written manifests in `policies/`
-//! document the deployment until then.
+//! infergate policy translator: Kuadrant `AuthPolicy` / `RateLimitPolicy` /
+//! `TokenRateLimitPolicy`, llm-d `EndpointPickerConfig` and GIE `InferencePool` (plus the
+//! Gateway and HTTPRoutes they target) in; the plugins' JSON configuration and the manifests
+//! that run them (Istio WasmPlugin / EnvoyFilter, Envoy Gateway EnvoyExtensionPolicy, the
+//! ORIGINAL_DST cluster patch, host-shim) and a local demo configuration out.
+
+pub mod auth;
+pub mod cel;
+pub mod error;
+pub mod manifests;
+pub mod options;
+pub mod ratelimit;
+pub mod render;
+pub mod resources;
+pub mod topology;
+
+pub use error::{Error, Result};
+pub use options::Options;
+pub use render::{render, Rendered};

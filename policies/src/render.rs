@@ -1,0 +1,591 @@
+//! Puts it together: the plugin configurations, the Istio / Envoy Gateway manifests that run
+//! them, the ORIGINAL_DST cluster patch, host-shim's manifests and a demo configuration.
+
+use crate::auth::{self, Upstream};
+use crate::error::{Error, Result};
+use crate::manifests::*;
+use crate::options::Options;
+use crate::ratelimit;
+use crate::resources::{str_at, Bundle, Object};
+use crate::topology::Topology;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Envoy cluster of host-shim's pick API.
+pub const HOST_SHIM_CLUSTER: &str = "infergate-host-shim";
+/// The ORIGINAL_DST cluster that sends each request to `x-gateway-destination-endpoint`.
+pub const ORIGINAL_DST_CLUSTER: &str = "infergate-model-servers";
+/// host-shim's HTTP (pick API) port.
+pub const HOST_SHIM_HTTP_PORT: u16 = 9003;
+/// host-shim's gRPC (ext_proc EPP) port.
+pub const HOST_SHIM_GRPC_PORT: u16 = 9002;
+
+/// Where each plugin sits: Istio phase and priority (AUTHN → AUTHZ → STATS gives
+/// auth → ratelimit → affinity before the router).
+pub const CHAIN: [(&str, &str, i32); 3] = [
+    ("auth", "AUTHN", 1000),
+    ("ratelimit", "AUTHZ", 1000),
+    ("affinity", "STATS", 1000),
+];
+
+/// Everything rendered.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// `(namespace, name)` of the Gateway.
+    pub gateway: (String, String),
+    /// Plugin configurations in chain order (`auth`, `ratelimit`, `affinity`; absent ones
+    /// left out).
+    pub plugins: Vec<(String, Value)>,
+    /// The EndpointPickerConfig text host-shim runs with, when one was given.
+    pub epp_config: Option<String>,
+    /// Model served (for the demo).
+    pub model: String,
+    /// Pod replicas (for the demo).
+    pub replicas: u32,
+    /// Route prefix rewritten to `/` (for the demo).
+    pub route_prefix: Option<String>,
+    /// Output files: relative path → content.
+    pub files: BTreeMap<String, String>,
+}
+
+impl Rendered {
+    /// A plugin's configuration.
+    pub fn plugin(&self, name: &str) -> Option<&Value> {
+        self.plugins.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+/// The inference pool being served: from an InferencePool, an LLMInferenceService, or both.
+#[derive(Debug, Clone)]
+struct Pool {
+    namespace: String,
+    name: String,
+    selector: BTreeMap<String, String>,
+    port: u16,
+    model: Option<String>,
+    replicas: Option<u32>,
+    epp: Option<String>,
+    route_prefix: Option<String>,
+}
+
+fn pool(bundle: &Bundle) -> Result<Option<Pool>> {
+    let mut out: Option<Pool> = None;
+    for isvc in bundle.of_kind("LLMInferenceService") {
+        let spec = &isvc.doc["spec"];
+        let mut epp = None;
+        for c in spec
+            .pointer("/router/scheduler/template/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let args: Vec<&str> = c["args"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if let Some(i) = args.iter().position(|a| *a == "--config-text") {
+                epp = args.get(i + 1).map(|s| s.to_string());
+            }
+        }
+        out = Some(Pool {
+            namespace: isvc.meta.ns().into(),
+            name: format!("{}-inference-pool", isvc.meta.name),
+            selector: BTreeMap::from([(
+                "app.kubernetes.io/name".to_string(),
+                isvc.meta.name.clone(),
+            )]),
+            port: 8000,
+            model: str_at(spec, "/model/name").map(str::to_string),
+            replicas: spec["replicas"].as_u64().map(|r| r as u32),
+            epp,
+            route_prefix: Some(format!("/{}/{}/", isvc.meta.ns(), isvc.meta.name)),
+        });
+    }
+    for p in bundle.of_kind("InferencePool") {
+        let spec = &p.doc["spec"];
+        // v1: selector.matchLabels, targetPorts[].number; v1alpha2: selector map, targetPortNumber.
+        let sel = spec["selector"]
+            .get("matchLabels")
+            .unwrap_or(&spec["selector"]);
+        let selector: BTreeMap<String, String> = serde_json::from_value(sel.clone())
+            .map_err(|e| Error::new(p.id(), "spec.selector", e.to_string()))?;
+        let port = spec
+            .pointer("/targetPorts/0/number")
+            .or_else(|| spec.get("targetPortNumber"))
+            .and_then(Value::as_u64)
+            .unwrap_or(8000) as u16;
+        let prev = out.take();
+        out = Some(Pool {
+            namespace: p.meta.ns().into(),
+            name: p.meta.name.clone(),
+            selector,
+            port,
+            model: prev.as_ref().and_then(|x| x.model.clone()),
+            replicas: prev.as_ref().and_then(|x| x.replicas),
+            epp: prev.as_ref().and_then(|x| x.epp.clone()),
+            route_prefix: prev.and_then(|x| x.route_prefix),
+        });
+    }
+    let epps: Vec<&Object> = bundle.of_kind("EndpointPickerConfig").collect();
+    if let Some(e) = epps.first() {
+        let text =
+            serde_yaml::to_string(&e.doc).map_err(|x| Error::new(e.id(), ".", x.to_string()))?;
+        match &mut out {
+            Some(p) => p.epp = Some(text),
+            None => {
+                out = Some(Pool {
+                    namespace: e.meta.ns().into(),
+                    name: "inference-pool".into(),
+                    selector: BTreeMap::new(),
+                    port: 8000,
+                    model: None,
+                    replicas: None,
+                    epp: Some(text),
+                    route_prefix: None,
+                })
+            }
+        }
+    }
+    if epps.len() > 1 {
+        return Err(Error::new(
+            epps[1].id(),
+            ".",
+            "only one EndpointPickerConfig per gateway",
+        ));
+    }
+    // host-shim must be able to run it: check with its own parser, naming the field.
+    if let Some(text) = out.as_ref().and_then(|p| p.epp.as_deref()) {
+        let source = epps.first().map(|e| e.id()).unwrap_or_else(|| {
+            bundle
+                .of_kind("LLMInferenceService")
+                .last()
+                .map(|o| format!("{} (router.scheduler --config-text)", o.id()))
+                .unwrap_or_default()
+        });
+        host_shim::scheduler::config::SchedulerConfig::parse(text)
+            .map_err(|e| Error::new(source, e.path, e.message))?;
+    }
+    Ok(out)
+}
+
+/// Renders the Gateway's policies.
+pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
+    let topo = Topology::build(bundle, opts.gateway.as_deref())?;
+    let gw_ns = topo.gateway.meta.ns().to_string();
+    let gw_name = topo.gateway.meta.name.clone();
+    let auth = auth::translate(bundle, &topo, opts)?;
+    let rl = ratelimit::translate(bundle, &topo)?;
+    let pool = pool(bundle)?;
+
+    let mut plugins: Vec<(String, Value)> = Vec::new();
+    if let Some(a) = &auth {
+        check::<infergate_core::auth::AuthConfig>("auth", &a.config)?;
+        plugins.push(("auth".into(), a.config.clone()));
+    }
+    if let Some(r) = &rl {
+        let v = serde_json::to_value(r).map_err(|e| Error::new("ratelimit", ".", e.to_string()))?;
+        check::<infergate_core::ratelimit::config::RateLimitConfig>("ratelimit", &v)?;
+        plugins.push(("ratelimit".into(), v));
+    }
+    if let Some(p) = &pool {
+        if opts.endpoints.is_empty() {
+            return Err(Error::new(
+                format!("InferencePool {}/{}", p.namespace, p.name),
+                "affinity.endpoints",
+                "the affinity plugin needs the pods' addresses as its fallback when host-shim is unreachable: pass --endpoints ip:port,…",
+            ));
+        }
+        let v = json!({"endpoints": opts.endpoints, "hostShim": {"cluster": HOST_SHIM_CLUSTER}});
+        check::<infergate_core::affinity::AffinityConfig>("affinity", &v)?;
+        plugins.push(("affinity".into(), v));
+    }
+    if plugins.is_empty() {
+        return Err(Error::new(format!("Gateway {gw_ns}/{gw_name}"), ".", "no AuthPolicy, RateLimitPolicy, TokenRateLimitPolicy, InferencePool or EndpointPickerConfig applies to this Gateway"));
+    }
+
+    let route_prefix = topo
+        .units
+        .iter()
+        .find_map(|u| {
+            u.rewrite
+                .as_ref()
+                .filter(|(_, to)| to == "/")
+                .map(|(p, _)| format!("{}/", p.trim_end_matches('/')))
+        })
+        .or_else(|| pool.as_ref().and_then(|p| p.route_prefix.clone()));
+    let model = pool
+        .as_ref()
+        .and_then(|p| p.model.clone())
+        .unwrap_or_else(|| "Qwen/Qwen3-0.6B".into());
+    let replicas = pool.as_ref().and_then(|p| p.replicas).unwrap_or(2);
+
+    let target = TargetRef {
+        group: "gateway.networking.k8s.io".into(),
+        kind: "Gateway".into(),
+        name: gw_name.clone(),
+    };
+    let meta = |name: &str| ObjectMeta {
+        name: name.into(),
+        namespace: gw_ns.clone(),
+        labels: BTreeMap::from([(
+            "app.kubernetes.io/part-of".to_string(),
+            "infergate".to_string(),
+        )]),
+    };
+    let image = |p: &str| format!("{}/infergate-{p}:{}", opts.wasm_image_base, opts.tag);
+    let mut files = BTreeMap::new();
+    for (name, cfg) in &plugins {
+        files.insert(
+            format!("plugins/{name}.json"),
+            serde_json::to_string_pretty(cfg).unwrap_or_default() + "\n",
+        );
+    }
+
+    // Istio WasmPlugin form.
+    let wasm_plugins: Vec<WasmPlugin> = plugins
+        .iter()
+        .map(|(name, cfg)| {
+            let (_, phase, priority) = CHAIN
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .copied()
+                .unwrap_or(("", "STATS", 0));
+            WasmPlugin {
+                api_version: "extensions.istio.io/v1alpha1".into(),
+                kind: "WasmPlugin".into(),
+                metadata: meta(&format!("infergate-{name}")),
+                spec: WasmPluginSpec {
+                    target_refs: vec![target.clone()],
+                    url: image(name),
+                    phase: phase.into(),
+                    priority,
+                    fail_strategy: "FAIL_CLOSE".into(),
+                    ty: "HTTP".into(),
+                    vm_config: None,
+                    plugin_config: cfg.clone(),
+                },
+            }
+        })
+        .collect();
+    files.insert(
+        "istio/wasmplugins.yaml".into(),
+        "# WasmPlugin cannot set `allow_on_headers_stop_iteration: true`, which the plugins need to\n# hold request headers while reading the body: prefer envoyfilter-wasm.yaml on Istio.\n".to_string() + &yaml_docs(&wasm_plugins),
+    );
+
+    // Istio EnvoyFilter form (the Wasm filters with the settings WasmPlugin cannot express).
+    let wasm_patches: Vec<ConfigPatch> = plugins
+        .iter()
+        .map(|(name, cfg)| ConfigPatch {
+            apply_to: "HTTP_FILTER".into(),
+            matcher: json!({"context": "GATEWAY", "listener": {"filterChain": {"filter": {
+                "name": "envoy.filters.network.http_connection_manager",
+                "subFilter": {"name": "envoy.filters.http.router"}}}}}),
+            patch: Patch {
+                operation: "INSERT_BEFORE".into(),
+                value: json!({
+                    "name": format!("infergate-{name}"),
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                        "config": {
+                            "name": format!("infergate-{name}"),
+                            "root_id": "",
+                            "vm_config": {
+                                "vm_id": format!("infergate-{name}"),
+                                "runtime": "envoy.wasm.runtime.v8",
+                                "code": {"remote": {"http_uri": {
+                                    "uri": format!("https://github.com/infergate/infergate/releases/download/v{}/infergate_{name}.wasm", opts.tag),
+                                    "cluster": "infergate-wasm-releases", "timeout": "30s"}}},
+                            },
+                            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": cfg.to_string()},
+                            "fail_open": false,
+                            "allow_on_headers_stop_iteration": true,
+                        }
+                    }
+                }),
+            },
+        })
+        .collect();
+    let ef = |name: &str, patches: Vec<ConfigPatch>| EnvoyFilter {
+        api_version: "networking.istio.io/v1alpha3".into(),
+        kind: "EnvoyFilter".into(),
+        metadata: meta(name),
+        spec: EnvoyFilterSpec {
+            target_refs: vec![target.clone()],
+            config_patches: patches,
+        },
+    };
+    let mut cluster_patches = vec![add_cluster(&Upstream {
+        name: "infergate-wasm-releases".into(),
+        host: "github.com".into(),
+        port: 443,
+        tls: true,
+    })];
+    if pool.is_some() {
+        cluster_patches.push(ConfigPatch {
+            apply_to: "CLUSTER".into(),
+            matcher: json!({"context": "GATEWAY"}),
+            patch: Patch {
+                operation: "ADD".into(),
+                value: json!({
+                    "name": ORIGINAL_DST_CLUSTER,
+                    "type": "ORIGINAL_DST",
+                    "lb_policy": "CLUSTER_PROVIDED",
+                    "connect_timeout": "5s",
+                    "per_connection_buffer_limit_bytes": 33554432,
+                    "original_dst_lb_config": {"use_http_header": true, "http_header_name": "x-gateway-destination-endpoint"},
+                }),
+            },
+        });
+        for l in topo.gateway.doc["spec"]["listeners"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if let Some(port) = l["port"].as_u64() {
+                cluster_patches.push(ConfigPatch {
+                    apply_to: "HTTP_ROUTE".into(),
+                    matcher: json!({"context": "GATEWAY", "routeConfiguration": {"portNumber": port, "vhost": {"route": {"action": "ROUTE"}}}}),
+                    patch: Patch { operation: "MERGE".into(), value: json!({"route": {"cluster": ORIGINAL_DST_CLUSTER}}) },
+                });
+            }
+        }
+        let p = pool
+            .as_ref()
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .unwrap_or_default();
+        cluster_patches.push(add_cluster(&Upstream {
+            name: HOST_SHIM_CLUSTER.into(),
+            host: format!("{}-host-shim.{}.svc.cluster.local", p.1, p.0),
+            port: HOST_SHIM_HTTP_PORT,
+            tls: false,
+        }));
+    }
+    if auth.as_ref().is_some_and(|a| a.uses_kube) {
+        cluster_patches.push(add_cluster(&Upstream {
+            name: opts.kube_cluster.clone(),
+            host: opts.kube_authority.clone(),
+            port: 443,
+            tls: true,
+        }));
+    }
+    for u in auth
+        .as_ref()
+        .map(|a| a.upstreams.clone())
+        .unwrap_or_default()
+    {
+        cluster_patches.push(add_cluster(&u));
+    }
+    files.insert(
+        "istio/envoyfilter-wasm.yaml".into(),
+        yaml_docs(&[ef("infergate-wasm", wasm_patches)]),
+    );
+    files.insert(
+        "istio/envoyfilter-clusters.yaml".into(),
+        yaml_docs(&[ef("infergate-clusters", cluster_patches)]),
+    );
+
+    // Envoy Gateway.
+    let eep = EnvoyExtensionPolicy {
+        api_version: "gateway.envoyproxy.io/v1alpha1".into(),
+        kind: "EnvoyExtensionPolicy".into(),
+        metadata: meta("infergate"),
+        spec: ExtensionPolicySpec {
+            target_refs: vec![target.clone()],
+            wasm: plugins
+                .iter()
+                .map(|(name, cfg)| EgWasm {
+                    name: format!("infergate-{name}"),
+                    root_id: String::new(),
+                    code: json!({"type": "Image", "image": {"url": image(name).trim_start_matches("oci://")}}),
+                    config: cfg.clone(),
+                    fail_open: false,
+                })
+                .collect(),
+        },
+    };
+    files.insert(
+        "envoy-gateway/envoyextensionpolicy.yaml".into(),
+        "# Envoy Gateway does not expose `allow_on_headers_stop_iteration`; the affinity and token\n# limits need it (see the README), so add it with an EnvoyPatchPolicy on the generated filters.\n".to_string() + &yaml_docs(&[eep]),
+    );
+
+    // host-shim.
+    if let Some(p) = &pool {
+        files.insert(
+            "host-shim/host-shim.yaml".into(),
+            host_shim_manifests(p, opts),
+        );
+    }
+
+    // Demo (e2e/demo/gateway.yaml format).
+    let mut demo_plugins = serde_json::Map::new();
+    for (name, cfg) in &plugins {
+        // The launcher fills the pods it starts and its own host-shim.
+        let cfg = if name == "affinity" {
+            json!({})
+        } else {
+            cfg.clone()
+        };
+        demo_plugins.insert(name.clone(), cfg);
+    }
+    let mut demo = json!({
+        "model": model, "pods": replicas, "httpsPort": 8443, "httpPort": 8080, "concurrency": 1,
+        "users": [], "plugins": demo_plugins,
+    });
+    if let Some(r) = &route_prefix {
+        demo["routePrefix"] = json!(r);
+    }
+    files.insert(
+        "demo.yaml".into(),
+        format!("# Rendered by infergate-policies from Gateway {gw_ns}/{gw_name}. Run: make demo DEMO_CONFIG=<this file>\n# Call it with the API keys of your Secrets: the plugin configs hold only their SHA-256 digests.\n{}", serde_yaml::to_string(&demo).unwrap_or_default()),
+    );
+
+    Ok(Rendered {
+        gateway: (gw_ns, gw_name),
+        plugins,
+        epp_config: pool.and_then(|p| p.epp),
+        model,
+        replicas,
+        route_prefix,
+        files,
+    })
+}
+
+fn check<T: serde::de::DeserializeOwned + infergate_core::config::Validate>(
+    plugin: &str,
+    v: &Value,
+) -> Result<()> {
+    infergate_core::config::parse::<T>(v.to_string().as_bytes())
+        .map(|_| ())
+        .map_err(|e| {
+            Error::new(
+                format!("rendered {plugin} configuration"),
+                e.path,
+                e.message,
+            )
+        })
+}
+
+fn add_cluster(u: &Upstream) -> ConfigPatch {
+    let mut v = json!({
+        "name": u.name,
+        "type": "STRICT_DNS",
+        "connect_timeout": "5s",
+        "load_assignment": {"cluster_name": u.name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": u.host, "port_value": u.port}}}}]}]},
+    });
+    if u.tls {
+        v["transport_socket"] = json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": u.host}});
+    }
+    ConfigPatch {
+        apply_to: "CLUSTER".into(),
+        matcher: json!({"context": "GATEWAY"}),
+        patch: Patch {
+            operation: "ADD".into(),
+            value: v,
+        },
+    }
+}
+
+fn host_shim_manifests(p: &Pool, opts: &Options) -> String {
+    let name = format!("{}-host-shim", p.name);
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), name.clone()),
+        (
+            "app.kubernetes.io/part-of".to_string(),
+            "infergate".to_string(),
+        ),
+    ]);
+    let meta = ObjectMeta {
+        name: name.clone(),
+        namespace: p.namespace.clone(),
+        labels: labels.clone(),
+    };
+    let mut data = BTreeMap::from([("endpoints".to_string(), opts.endpoints.join("\n") + "\n")]);
+    let mut args = vec![
+        "--endpoints-file=/etc/infergate/endpoints".to_string(),
+        format!("--http-addr=0.0.0.0:{HOST_SHIM_HTTP_PORT}"),
+        format!("--grpc-addr=0.0.0.0:{HOST_SHIM_GRPC_PORT}"),
+    ];
+    if let Some(e) = &p.epp {
+        data.insert("epp.yaml".into(), e.clone());
+        args.push("--config-file=/etc/infergate/epp.yaml".into());
+    }
+    let cm = ConfigMap {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        metadata: meta.clone(),
+        data,
+    };
+    let dep = Deployment {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        metadata: meta.clone(),
+        spec: DeploymentSpec {
+            replicas: 1,
+            selector: json!({"matchLabels": {"app.kubernetes.io/name": name}}),
+            template: PodTemplate {
+                metadata: json!({"labels": labels}),
+                spec: PodSpec {
+                    containers: vec![Container {
+                        name: "host-shim".into(),
+                        image: opts.host_shim_image.clone(),
+                        args,
+                        ports: vec![
+                            json!({"name": "http", "containerPort": HOST_SHIM_HTTP_PORT}),
+                            json!({"name": "grpc", "containerPort": HOST_SHIM_GRPC_PORT}),
+                        ],
+                        volume_mounts: vec![
+                            json!({"name": "config", "mountPath": "/etc/infergate", "readOnly": true}),
+                        ],
+                        readiness_probe: json!({"httpGet": {"path": "/healthz", "port": HOST_SHIM_HTTP_PORT}}),
+                    }],
+                    volumes: vec![json!({"name": "config", "configMap": {"name": name}})],
+                },
+            },
+        },
+    };
+    let svc = Service {
+        api_version: "v1".into(),
+        kind: "Service".into(),
+        metadata: meta,
+        spec: ServiceSpec {
+            selector: BTreeMap::from([("app.kubernetes.io/name".to_string(), name.clone())]),
+            ports: vec![
+                ServicePort {
+                    name: "http".into(),
+                    port: HOST_SHIM_HTTP_PORT,
+                    target_port: HOST_SHIM_HTTP_PORT,
+                    app_protocol: "http".into(),
+                },
+                ServicePort {
+                    name: "grpc".into(),
+                    port: HOST_SHIM_GRPC_PORT,
+                    target_port: HOST_SHIM_GRPC_PORT,
+                    app_protocol: "grpc".into(),
+                },
+            ],
+        },
+    };
+    format!(
+        "# host-shim for InferencePool {}/{} (pods {:?}, port {}). The endpoints file lists the pods'\n# addresses; host-shim re-reads it when it changes.\n{}---\n{}---\n{}",
+        p.namespace,
+        p.name,
+        p.selector,
+        p.port,
+        serde_yaml::to_string(&cm).unwrap_or_default(),
+        serde_yaml::to_string(&dep).unwrap_or_default(),
+        serde_yaml::to_string(&svc).unwrap_or_default()
+    )
+}
+
+/// Writes the rendered files under `dir`.
+pub fn write(r: &Rendered, dir: &std::path::Path) -> std::io::Result<()> {
+    for (rel, content) in &r.files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, content)?;
+    }
+    Ok(())
+}
