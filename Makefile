@@ -6,7 +6,7 @@ CARGO   ?= cargo
 # One optimized native profile for binaries *and* tests, so dependencies build once.
 PROFILE ?= native
 PLUGINS := -p infergate-auth -p infergate-ratelimit -p infergate-affinity
-NATIVE  := -p host-shim -p infergate-e2e -p infergate-sim
+NATIVE  := -p host-shim -p infergate-e2e -p infergate-sim -p infergate-policies
 TARGET_DIR ?= $(CURDIR)/target
 BIN_DIR := $(TARGET_DIR)/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 WASI_RUNNER := node --no-warnings $(CURDIR)/tools/wasi-runner.mjs
