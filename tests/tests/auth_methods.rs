@@ -331,9 +331,17 @@ async fn jwt_with_inline_jwks_accepts_each_algorithm_and_refuses_bad_tokens() ->
         &json!({"alg": "HS256", "typ": "JWT", "kid": "rsa"}),
         &claims("mallory"),
     );
-    let mut tampered = rs(&claims("alice"));
-    tampered.pop();
-    tampered.push(if tampered.ends_with('A') { 'B' } else { 'A' });
+    // Flip the signature's first character (the last one may only carry padding bits).
+    let valid = rs(&claims("alice"));
+    let sig_start = valid.rfind('.').map_or(0, |i| i + 1);
+    let mut tampered = valid.clone();
+    let first = if valid[sig_start..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    tampered.replace_range(sig_start..sig_start + 1, first);
+    assert_ne!(tampered, valid);
     let refused: Vec<(&str, String)> = vec![
         ("expired", rs(&expired)),
         ("not yet valid", rs(&early)),
