@@ -67,11 +67,15 @@ fn filters(names: &[&str], pod: &str) -> Result<Vec<WasmFilter>> {
                 "counters": ["auth.identity.userid"], "counts": "tokens"}]})
             }
             "affinity" => json!({"endpoints": [pod]}),
+            "affinity-pick" => {
+                json!({"endpoints": [pod], "hostShim": {"cluster": "host-shim", "timeoutMs": 1000}})
+            }
             other => anyhow::bail!("unknown plugin {other}"),
         };
         let plugin = match *n {
             "ratelimit-tokens" => "ratelimit",
             "auth-jwt" | "auth-tokenreview" => "auth",
+            "affinity-pick" => "affinity",
             other => other,
         };
         out.push(WasmFilter::plugin(plugin, config.to_string())?);
@@ -145,6 +149,8 @@ async fn main() -> Result<()> {
     let pod = Upstream::start("bench-pod", MODEL).await?;
     let pod_addr = pod.addr.to_string();
     let kube = kube_stub().await?;
+    let shim = infergate_e2e::child::HostShim::start(std::slice::from_ref(&pod_addr)).await?;
+    shim.wait_ready(1, Duration::from_secs(10)).await?;
     let layouts: Vec<(&str, Vec<&str>)> = vec![
         ("bare Envoy", vec![]),
         ("auth (JWT RS256)", vec!["auth-jwt"]),
@@ -157,6 +163,10 @@ async fn main() -> Result<()> {
         (
             "auth + ratelimit + affinity",
             vec!["auth", "ratelimit", "affinity"],
+        ),
+        (
+            "auth + ratelimit + affinity (host-shim pick)",
+            vec!["auth", "ratelimit", "affinity-pick"],
         ),
         (
             "auth + ratelimit (tokens) + affinity",
@@ -175,11 +185,18 @@ async fn main() -> Result<()> {
             let spec = GatewaySpec {
                 filters: filters(plugins, &pod_addr)?,
                 concurrency: workers,
-                clusters: vec![ClusterSpec {
-                    name: "kube".into(),
-                    addresses: vec![kube],
-                    http2: false,
-                }],
+                clusters: vec![
+                    ClusterSpec {
+                        name: "kube".into(),
+                        addresses: vec![kube],
+                        http2: false,
+                    },
+                    ClusterSpec {
+                        name: "host-shim".into(),
+                        addresses: vec![shim.http],
+                        http2: false,
+                    },
+                ],
                 ..GatewaySpec::default()
             };
             variants.push(Variant {
