@@ -56,6 +56,13 @@ fn lua_string(s: &str) -> String {
     out
 }
 
+/// The median of `f` over repeated runs (`NaN` for none): what the benchmark tables report.
+pub fn median(runs: &[LoadResult], f: impl Fn(&LoadResult) -> f64) -> f64 {
+    let mut v: Vec<f64> = runs.iter().map(f).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// CPU time (user + system) of `pid` so far, in clock ticks converted to microseconds.
 pub fn cpu_time_us(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

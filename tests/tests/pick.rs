@@ -47,10 +47,6 @@ async fn gateway(pods: &[Upstream], shim: SocketAddr, shim_config: Value) -> any
     Envoy::start(&spec).await
 }
 
-async fn wait_ready(shim: &HostShim, n: usize) -> anyhow::Result<()> {
-    shim.wait_ready(n, Duration::from_secs(10)).await
-}
-
 fn request(group: usize, q: usize) -> Value {
     json!({"model": MODEL, "max_tokens": 2, "messages": [
         {"role": "system", "content": format!("Shared context of tenant {group}. ").repeat(60)},
@@ -79,7 +75,7 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 async fn host_shim_picks_keep_prefixes_together_and_learn_what_was_served() -> anyhow::Result<()> {
     let pods = pods(3).await?;
     let shim = HostShim::start(&endpoints(&pods)).await?;
-    wait_ready(&shim, 3).await?;
+    shim.wait_ready(3, Duration::from_secs(10)).await?;
     let envoy = gateway(&pods, shim.http, json!({})).await?;
     let mut by_group: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     for q in 0..4 {
@@ -139,7 +135,7 @@ async fn host_shim_picks_keep_prefixes_together_and_learn_what_was_served() -> a
 async fn losing_host_shim_mid_run_fails_no_request_and_keeps_affinity() -> anyhow::Result<()> {
     let pods = pods(3).await?;
     let shim = HostShim::start(&endpoints(&pods)).await?;
-    wait_ready(&shim, 3).await?;
+    shim.wait_ready(3, Duration::from_secs(10)).await?;
     let envoy = gateway(&pods, shim.http, json!({})).await?;
     for group in 0..4 {
         served_by(&envoy, &request(group, 0)).await?;
@@ -216,7 +212,7 @@ async fn fallback_hashes_over_the_endpoint_list_last_fetched_from_host_shim() ->
 {
     let pods = pods(3).await?;
     let shim = HostShim::start(&endpoints(&pods)).await?;
-    wait_ready(&shim, 3).await?;
+    shim.wait_ready(3, Duration::from_secs(10)).await?;
     // The plugin's own configuration names only the first pod.
     let config = json!({"endpoints": [pods[0].addr.to_string()],
                         "hostShim": {"cluster": "host-shim", "timeoutMs": 200}});

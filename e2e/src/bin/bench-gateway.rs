@@ -259,11 +259,6 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn render(
     layouts: &[(&str, Vec<&str>)],
     results: &BTreeMap<&str, (Vec<LoadResult>, Vec<LoadResult>)>,
@@ -271,7 +266,7 @@ fn render(
     let stat = |name: &str, f: &dyn Fn(&LoadResult) -> f64, single: bool| -> f64 {
         results
             .get(name)
-            .map(|(many, one)| median(if single { one } else { many }.iter().map(f).collect()))
+            .map(|(many, one)| loadgen::median(if single { one } else { many }, f))
             .unwrap_or(f64::NAN)
     };
     let bare = layouts.first().map(|l| l.0).unwrap_or_default();

@@ -117,29 +117,25 @@ async fn main() -> Result<()> {
             }
         }
     }
-    let median = |v: &[LoadResult], f: &dyn Fn(&LoadResult) -> f64| {
-        let mut x: Vec<f64> = v.iter().map(f).collect();
-        x.sort_by(|a, b| a.total_cmp(b));
-        x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
-    };
+
     let mut out = String::from("| prompt | conns | variant | p50 µs | p99 µs | req/s | p50 over bare µs | errors |\n|---|---|---|---|---|---|---|---|\n");
     for &size in &sizes {
         for connections in [1u32, 32] {
             let bare = results
                 .get(&(size, connections, 0))
-                .map(|r| median(r, &|x| x.p50_us))
+                .map(|r| loadgen::median(r, |x: &LoadResult| x.p50_us))
                 .unwrap_or(f64::NAN);
             for (vi, (name, _)) in variants.iter().enumerate() {
                 let Some(r) = results.get(&(size, connections, vi)) else {
                     continue;
                 };
-                let p50 = median(r, &|x| x.p50_us);
+                let p50 = loadgen::median(r, |x: &LoadResult| x.p50_us);
                 let errors: u64 = r.iter().map(|x| x.errors).sum();
                 out += &format!(
                     "| {} KB | {connections} | {name} | {p50:.0} | {:.0} | {:.0} | {:.0} | {errors} |\n",
                     size / 1024,
-                    median(r, &|x| x.p99_us),
-                    median(r, &|x| x.rps),
+                    loadgen::median(r, |x: &LoadResult| x.p99_us),
+                    loadgen::median(r, |x: &LoadResult| x.rps),
                     p50 - bare
                 );
             }

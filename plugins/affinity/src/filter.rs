@@ -4,7 +4,7 @@
 
 use crate::{ServedReport, Shared};
 use infergate_core::affinity::affinity_key;
-use infergate_core::endpoint::{rendezvous, Endpoint};
+use infergate_core::endpoint::{parse_list, rendezvous, Endpoint};
 use infergate_core::headers::{DESTINATION_ENDPOINT, DESTINATION_ENDPOINT_FALLBACKS};
 use infergate_core::openai::{parse_request, ApiKind};
 use infergate_core::openai_error::ErrorKind;
@@ -87,12 +87,7 @@ impl AffinityFilter {
             .host_shim
             .as_ref()
             .and_then(|s| self.get_shared_data(&crate::endpoints_key(&s.cluster)).0)
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .split(',')
-                    .filter_map(|e| e.parse().ok())
-                    .collect()
-            })
+            .map(|b| parse_list(&b))
             .unwrap_or_default();
         if fetched.is_empty() {
             shared.endpoints.clone()
@@ -206,11 +201,11 @@ impl AffinityFilter {
         match header(":status").as_deref() {
             Some("200") => {
                 let endpoint: Endpoint = header(DESTINATION_ENDPOINT)?.parse().ok()?;
-                let fallbacks: Vec<Endpoint> = header(DESTINATION_ENDPOINT_FALLBACKS)
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter_map(|e| e.parse().ok())
-                    .collect();
+                let fallbacks = parse_list(
+                    header(DESTINATION_ENDPOINT_FALLBACKS)
+                        .unwrap_or_default()
+                        .as_bytes(),
+                );
                 self.set_destination(shared, &endpoint, &fallbacks);
                 glue::bump(shared.metrics.prefix_picks);
                 glue::bump(shared.metrics.shim_picks);

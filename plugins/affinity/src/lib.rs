@@ -125,10 +125,7 @@ impl Context for AffinityRoot {
         let body = self
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
-        let list: Vec<Endpoint> = String::from_utf8_lossy(&body)
-            .split(',')
-            .filter_map(|e| e.parse().ok())
-            .collect();
+        let list = infergate_core::endpoint::parse_list(&body);
         // Keep the last good list: an error or an empty answer changes nothing.
         if ok && !list.is_empty() {
             let text: Vec<String> = list.iter().map(Endpoint::to_string).collect();

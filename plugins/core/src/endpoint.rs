@@ -32,6 +32,16 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// The valid endpoints of a comma-separated list (as in
+/// `x-gateway-destination-endpoint-fallbacks` or host-shim's `/v1/endpoints`); invalid entries
+/// are skipped.
+pub fn parse_list(list: &[u8]) -> Vec<Endpoint> {
+    String::from_utf8_lossy(list)
+        .split(',')
+        .filter_map(|e| e.parse().ok())
+        .collect()
+}
+
 /// Rendezvous (highest-random-weight) choice of an endpoint for `key`.
 ///
 /// Removing one endpoint moves only the keys that were on it, which is what keeps prefix
@@ -64,6 +74,18 @@ mod tests {
         assert!("10.0.0.1".parse::<Endpoint>().is_err());
         assert!("10.0.0.1:0".parse::<Endpoint>().is_err());
         assert!("0.0.0.0:80".parse::<Endpoint>().is_err());
+    }
+
+    #[test]
+    fn parses_lists_skipping_junk() {
+        assert_eq!(
+            parse_list(b"10.0.0.1:80, 10.0.0.2:81,pod:1,,\xff"),
+            vec![
+                "10.0.0.1:80".parse::<Endpoint>().unwrap(),
+                "10.0.0.2:81".parse().unwrap()
+            ]
+        );
+        assert!(parse_list(b"").is_empty());
     }
 
     #[test]

@@ -42,9 +42,31 @@ pub fn normalize_header_name(name: &str) -> Option<String> {
     valid.then(|| name.to_ascii_lowercase())
 }
 
+/// The host of an `:authority` value, without its port (`[::1]:80` → `[::1]`).
+pub fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        // [v6]:port
+        return authority
+            .split_once(']')
+            .and_then(|(h, _)| authority.get(..h.len() + 1))
+            .unwrap_or(authority);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strips_ports_from_hosts() {
+        assert_eq!(strip_port("a.b:8443"), "a.b");
+        assert_eq!(strip_port("a.b"), "a.b");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
 
     #[test]
     fn header_names_are_lowercased_and_checked() {

@@ -44,12 +44,7 @@ impl AttributeSource for RequestAttributes {
             Attribute::Host => self
                 .header(":authority")
                 .into_iter()
-                .map(|h| match h.rsplit_once(':') {
-                    Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-                        host.to_string()
-                    }
-                    _ => h,
-                })
+                .map(|h| infergate_core::headers::strip_port(&h).to_string())
                 .collect(),
             Attribute::Header(h) => self.header(h),
             Attribute::Model => self.model.iter().cloned().collect(),

@@ -116,22 +116,28 @@ impl RateLimitFilter {
                 );
                 false
             }
-            Outcome::StoreFailed => {
-                glue::bump(shared.metrics.store_failed);
-                match shared.config.failure_mode {
-                    FailureMode::Allow => true,
-                    FailureMode::Deny => {
-                        self.answered = true;
-                        glue::send_error(
-                            self,
-                            ErrorKind::Internal,
-                            "ratelimit_unavailable",
-                            "Rate limits could not be checked.",
-                            &[],
-                        );
-                        false
-                    }
+            Outcome::StoreFailed => self.unavailable(shared, shared.config.failure_mode),
+        }
+    }
+
+    /// Limits could not be checked (counters or the rate limit service failed): `true` when
+    /// the failure mode lets the request go on; otherwise answers 500 once.
+    fn unavailable(&mut self, shared: &Shared, mode: FailureMode) -> bool {
+        glue::bump(shared.metrics.store_failed);
+        match mode {
+            FailureMode::Allow => true,
+            FailureMode::Deny => {
+                if !self.answered {
+                    self.answered = true;
+                    glue::send_error(
+                        self,
+                        ErrorKind::Internal,
+                        "ratelimit_unavailable",
+                        "Rate limits could not be checked.",
+                        &[],
+                    );
                 }
+                false
             }
         }
     }
@@ -237,28 +243,12 @@ impl RateLimitFilter {
 
     /// The rate limit service could not answer: `true` when the request may go on.
     fn global_failed(&mut self, shared: &Shared) -> bool {
-        glue::bump(shared.metrics.store_failed);
         let mode = shared
             .config
             .global
             .as_ref()
             .map_or(FailureMode::Deny, |g| g.failure_mode);
-        match mode {
-            FailureMode::Allow => true,
-            FailureMode::Deny => {
-                if !self.answered {
-                    self.answered = true;
-                    glue::send_error(
-                        self,
-                        ErrorKind::Internal,
-                        "ratelimit_unavailable",
-                        "Rate limits could not be checked.",
-                        &[],
-                    );
-                }
-                false
-            }
-        }
+        self.unavailable(shared, mode)
     }
 
     /// Asks the model server for a usage chunk on a stream the client did not ask usage for.

@@ -1085,7 +1085,7 @@ fn anonymous_allowed(c: &AnonymousConfig, cidrs: &[Cidr], req: &dyn RequestView)
     };
     let host_ok = c.hosts.is_empty() || {
         let host = req.host();
-        let host = strip_port(&host);
+        let host = crate::headers::strip_port(&host);
         c.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
     };
     let source_ok = c.source_cidrs.is_empty()
@@ -1094,20 +1094,6 @@ fn anonymous_allowed(c: &AnonymousConfig, cidrs: &[Cidr], req: &dyn RequestView)
             .and_then(|a| cidr::ip_of(&a))
             .is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip)));
     path_ok && host_ok && source_ok
-}
-
-fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        // [v6]:port
-        return authority
-            .split_once(']')
-            .map(|(h, _)| &authority[..h.len() + 1])
-            .unwrap_or(authority);
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => authority,
-    }
 }
 
 #[cfg(test)]
@@ -1236,13 +1222,6 @@ mod tests {
         assert_eq!(err.path, "methods");
         let err = parse::<AuthConfig>(br#"{}"#).unwrap_err();
         assert!(err.message.contains("missing field `methods`"), "{err}");
-    }
-
-    #[test]
-    fn strips_ports_from_hosts() {
-        assert_eq!(strip_port("a.b:8443"), "a.b");
-        assert_eq!(strip_port("a.b"), "a.b");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
     }
 
     /// A host with a cache and fetched key sets, as the adapter's shared data provides them.

@@ -2,7 +2,8 @@
 //! the body's `model`, then optionally a Kubernetes SubjectAccessReview.
 
 use super::kube::SubjectAccessReviewConfig;
-use super::{strip_port, Identity, RequestView};
+use super::{Identity, RequestView};
+use crate::headers::strip_port;
 use serde::Deserialize;
 
 /// Top-level `authorization`.

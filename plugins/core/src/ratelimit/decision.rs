@@ -106,11 +106,23 @@ pub struct GlobalCall {
 impl GlobalCall {
     /// Units the request really used, under this call's weights.
     pub fn actual(&self, usage: Usage) -> u64 {
-        usage
-            .prompt
-            .saturating_mul(self.weights.0)
-            .saturating_add(usage.completion.saturating_mul(self.weights.1))
+        weighted(usage.prompt, usage.completion, self.weights)
     }
+}
+
+/// `prompt × prompt weight + completion × completion weight`, saturating.
+fn weighted(prompt: u64, completion: u64, (prompt_weight, completion_weight): (u64, u64)) -> u64 {
+    prompt
+        .saturating_mul(prompt_weight)
+        .saturating_add(completion.saturating_mul(completion_weight))
+}
+
+/// A limit that applies to a request: its counter values (one per counter attribute, multiple
+/// values joined by `,`) and the units the request costs it.
+struct Applicable<'a> {
+    limit: &'a Limit,
+    values: Vec<String>,
+    amount: u64,
 }
 
 /// Applies compiled limits.
@@ -129,6 +141,42 @@ impl Limiter {
         &self.limits
     }
 
+    /// The limits whose `when` conditions hold and whose counter attributes are all present
+    /// (Limitador's rule), with what the request costs each. Token limits need an estimate.
+    fn applicable<'a>(
+        &'a self,
+        src: &'a dyn AttributeSource,
+        tokens: Option<TokenEstimate>,
+    ) -> impl Iterator<Item = Applicable<'a>> + 'a {
+        self.limits.iter().filter_map(move |limit| {
+            if !limit.when.iter().all(|p| p.holds(src)) {
+                return None;
+            }
+            let values = limit
+                .counters
+                .iter()
+                .map(|attr| {
+                    let v = src.values(attr);
+                    (!v.is_empty()).then(|| v.join(","))
+                })
+                .collect::<Option<Vec<String>>>()?;
+            let amount = match (limit.counts, tokens) {
+                (Counts::Requests, _) => 1,
+                (Counts::Tokens, Some(t)) => weighted(
+                    t.prompt,
+                    t.completion_cap,
+                    (limit.prompt_weight, limit.completion_weight),
+                ),
+                (Counts::Tokens, None) => return None,
+            };
+            Some(Applicable {
+                limit,
+                values,
+                amount,
+            })
+        })
+    }
+
     /// Checks and charges every applicable limit, all or nothing.
     pub fn check(
         &self,
@@ -139,66 +187,50 @@ impl Limiter {
     ) -> Outcome {
         let mut charges: Vec<Charge> = Vec::new();
         let mut status = Vec::new();
-        for limit in &self.limits {
-            if !limit.when.iter().all(|p| p.holds(src)) {
-                continue;
-            }
-            let Some(key_values) = counter_values(limit, src) else {
-                continue;
-            };
-            let amount = match (limit.counts, tokens) {
-                (Counts::Requests, _) => 1,
-                (Counts::Tokens, Some(t)) => t
-                    .prompt
-                    .saturating_mul(limit.prompt_weight)
-                    .saturating_add(t.completion_cap.saturating_mul(limit.completion_weight)),
-                (Counts::Tokens, None) => continue,
-            };
+        for Applicable {
+            limit,
+            values,
+            amount,
+        } in self.applicable(src, tokens)
+        {
+            let key_values = counter_key(&values);
             for (j, &(max, window_ms)) in limit.rates.iter().enumerate() {
                 let window_ms = window_ms.max(1);
                 let window = now_ms / window_ms;
                 let reset_ms = (window + 1) * window_ms - now_ms;
                 let key = format!("ig-rl|{}|{j}|{window_ms}|{key_values}", limit.name);
-                match try_add(store, &key, window, amount, max) {
-                    AddResult::Added(count) => {
-                        status.push(RateStatus {
-                            name: limit.name.clone(),
-                            counts: limit.counts,
-                            limit: max,
-                            remaining: max.saturating_sub(count),
-                            window_ms,
-                            reset_ms,
-                        });
-                        charges.push(Charge {
-                            key,
-                            window,
-                            amount,
-                            counts: limit.counts,
-                            prompt_weight: limit.prompt_weight,
-                            completion_weight: limit.completion_weight,
-                        });
-                    }
-                    AddResult::WouldExceed(count) => {
-                        rollback(store, &charges);
-                        status.push(RateStatus {
-                            name: limit.name.clone(),
-                            counts: limit.counts,
-                            limit: max,
-                            remaining: max.saturating_sub(count),
-                            window_ms,
-                            reset_ms,
-                        });
-                        return Outcome::Limited {
-                            name: limit.name.clone(),
-                            retry_after_secs: reset_ms.div_ceil(1000).max(1),
-                            status,
-                        };
-                    }
+                let (count, fits) = match try_add(store, &key, window, amount, max) {
+                    AddResult::Added(count) => (count, true),
+                    AddResult::WouldExceed(count) => (count, false),
                     AddResult::StoreFailed => {
                         rollback(store, &charges);
                         return Outcome::StoreFailed;
                     }
+                };
+                status.push(RateStatus {
+                    name: limit.name.clone(),
+                    counts: limit.counts,
+                    limit: max,
+                    remaining: max.saturating_sub(count),
+                    window_ms,
+                    reset_ms,
+                });
+                if !fits {
+                    rollback(store, &charges);
+                    return Outcome::Limited {
+                        name: limit.name.clone(),
+                        retry_after_secs: reset_ms.div_ceil(1000).max(1),
+                        status,
+                    };
                 }
+                charges.push(Charge {
+                    key,
+                    window,
+                    amount,
+                    counts: limit.counts,
+                    prompt_weight: limit.prompt_weight,
+                    completion_weight: limit.completion_weight,
+                });
             }
         }
         Outcome::Allowed { charges, status }
@@ -211,41 +243,30 @@ impl Limiter {
         tokens: Option<TokenEstimate>,
     ) -> Vec<GlobalCall> {
         let mut calls: Vec<GlobalCall> = Vec::new();
-        for limit in &self.limits {
-            if !limit.when.iter().all(|p| p.holds(src)) {
-                continue;
-            }
-            let mut descriptor = vec![("limit".to_string(), limit.name.clone())];
-            let mut complete = true;
-            for (i, attr) in limit.counters.iter().enumerate() {
-                let values = src.values(attr);
-                if values.is_empty() {
-                    complete = false;
-                    break;
-                }
-                descriptor.push((format!("k{i}"), values.join(",")));
-            }
-            if !complete {
-                continue;
-            }
-            let (hits, is_tokens) = match (limit.counts, tokens) {
-                (Counts::Requests, _) => (1, false),
-                (Counts::Tokens, Some(t)) => (
-                    t.prompt
-                        .saturating_mul(limit.prompt_weight)
-                        .saturating_add(t.completion_cap.saturating_mul(limit.completion_weight)),
-                    true,
-                ),
-                (Counts::Tokens, None) => continue,
-            };
+        for Applicable {
+            limit,
+            values,
+            amount,
+        } in self.applicable(src, tokens)
+        {
+            let descriptor: super::rls::Descriptor =
+                std::iter::once(("limit".to_string(), limit.name.clone()))
+                    .chain(
+                        values
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| (format!("k{i}"), v)),
+                    )
+                    .collect();
+            let is_tokens = limit.counts == Counts::Tokens;
             let weights = (limit.prompt_weight, limit.completion_weight);
             match calls
                 .iter_mut()
-                .find(|c| c.hits == hits && c.tokens == is_tokens && c.weights == weights)
+                .find(|c| c.hits == amount && c.tokens == is_tokens && c.weights == weights)
             {
                 Some(c) => c.descriptors.push(descriptor),
                 None => calls.push(GlobalCall {
-                    hits,
+                    hits: amount,
                     descriptors: vec![descriptor],
                     tokens: is_tokens,
                     weights,
@@ -258,10 +279,11 @@ impl Limiter {
     /// Settles token charges to the real usage. Request charges are final.
     pub fn settle(store: &dyn CounterStore, charges: &[Charge], usage: Usage) {
         for c in charges.iter().filter(|c| c.counts == Counts::Tokens) {
-            let actual = usage
-                .prompt
-                .saturating_mul(c.prompt_weight)
-                .saturating_add(usage.completion.saturating_mul(c.completion_weight));
+            let actual = weighted(
+                usage.prompt,
+                usage.completion,
+                (c.prompt_weight, c.completion_weight),
+            );
             let delta = i128::from(actual) - i128::from(c.amount);
             let delta = i64::try_from(delta).unwrap_or(if delta > 0 { i64::MAX } else { i64::MIN });
             if delta != 0 {
@@ -282,24 +304,13 @@ fn rollback(store: &dyn CounterStore, charges: &[Charge]) {
     }
 }
 
-/// The counter key's values, or `None` when one of the counter attributes is absent.
-fn counter_values(limit: &Limit, src: &dyn AttributeSource) -> Option<String> {
-    let mut parts = Vec::with_capacity(limit.counters.len());
-    for attr in &limit.counters {
-        let values = src.values(attr);
-        if values.is_empty() {
-            return None;
-        }
-        parts.push(values.join(","));
-    }
-    let joined = parts.join("\u{1f}");
+/// The counter key's part for the counter values: joined, or hashed when long.
+fn counter_key(values: &[String]) -> String {
+    let joined = values.join("\u{1f}");
     if joined.len() > MAX_KEY_VALUE_BYTES {
-        Some(format!(
-            "h{:016x}",
-            xxhash_rust::xxh64::xxh64(joined.as_bytes(), 0)
-        ))
+        format!("h{:016x}", xxhash_rust::xxh64::xxh64(joined.as_bytes(), 0))
     } else {
-        Some(joined)
+        joined
     }
 }
 
