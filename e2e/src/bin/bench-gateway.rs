@@ -194,7 +194,7 @@ async fn main() -> Result<()> {
                     ClusterSpec {
                         name: "host-shim".into(),
                         addresses: vec![shim.http],
-                        http2: false,
+                        http2: true,
                     },
                 ],
                 ..GatewaySpec::default()

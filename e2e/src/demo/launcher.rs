@@ -119,7 +119,7 @@ impl Stack {
                     clusters.push(ClusterSpec {
                         name: HOST_SHIM_CLUSTER.into(),
                         addresses: vec![shim.http],
-                        http2: false,
+                        http2: true,
                     });
                 }
                 filters.push(WasmFilter::plugin(plugin, cfg.to_string())?);
