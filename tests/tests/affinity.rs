@@ -78,6 +78,13 @@ async fn same_prefix_sticks_to_one_pod_and_prefixes_spread() -> anyhow::Result<(
             .await?,
         Some(36)
     );
+    // Alone in the chain, the filter parses every body itself.
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.infergate.affinity.parses_reused")
+            .await?,
+        Some(0)
+    );
     Ok(())
 }
 

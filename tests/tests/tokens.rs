@@ -85,6 +85,20 @@ async fn charges_the_estimate_then_settles_to_real_usage() -> anyhow::Result<()>
     // The second request sees the first settled down to its real usage.
     let second = post(&envoy, &b, None).await?;
     assert_eq!(remaining(&second), 100_000 - actual - estimate);
+    // The body was parsed once per request: the affinity filter took the rate limiter's parse
+    // from filter state, and still routed by it.
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.infergate.affinity.parses_reused")
+            .await?,
+        Some(2)
+    );
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.infergate.affinity.prefix_picks")
+            .await?,
+        Some(2)
+    );
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use crate::{ServedReport, Shared};
 use infergate_core::affinity::affinity_key;
 use infergate_core::endpoint::{parse_list, rendezvous, Endpoint};
 use infergate_core::headers::{DESTINATION_ENDPOINT, DESTINATION_ENDPOINT_FALLBACKS};
-use infergate_core::openai::{parse_request, ApiKind};
+use infergate_core::openai::{parse_request, ApiKind, RequestSummary, SUMMARY_PROPERTY};
 use infergate_core::openai_error::ErrorKind;
 use infergate_core::pick_wire::{encode_pick, PickQuery};
 use infergate_glue as glue;
@@ -108,20 +108,46 @@ impl AffinityFilter {
         }
     }
 
-    fn route_body(&mut self, shared: &Shared, api: ApiKind, body: &[u8]) -> Action {
-        let parsed = match parse_request(api, body) {
-            Ok(p) => p,
+    /// The request's summary: the one the rate-limit filter parsed (filter state) when it
+    /// covers the hashing window, else our own parse; `Err` is the 400 already sent.
+    fn summarize(
+        &mut self,
+        shared: &Shared,
+        api: ApiKind,
+        body: &[u8],
+    ) -> Result<RequestSummary, Action> {
+        let window = shared
+            .config
+            .block_size
+            .saturating_mul(shared.config.max_blocks);
+        let handed = self
+            .get_property(vec![SUMMARY_PROPERTY])
+            .and_then(|b| RequestSummary::decode(&b))
+            .filter(|s| s.covers(window));
+        if let Some(summary) = handed {
+            glue::bump(shared.metrics.parses_reused);
+            return Ok(summary);
+        }
+        match parse_request(api, body) {
+            Ok(p) => Ok(RequestSummary::from(p)),
             Err(e) => {
                 glue::bump(shared.metrics.parse_errors);
                 glue::send_bad_request(self, &e.to_openai_body());
-                return Action::Pause;
+                Err(Action::Pause)
             }
+        }
+    }
+
+    fn route_body(&mut self, shared: &Shared, api: ApiKind, body: &[u8]) -> Action {
+        let parsed = match self.summarize(shared, api, body) {
+            Ok(s) => s,
+            Err(action) => return action,
         };
         let hasher = shared.config.hasher();
-        let hashes = hasher.hashes(&parsed.model, &parsed.prompt.bytes);
+        let hashes = hasher.hashes(&parsed.model, &parsed.prompt_prefix);
         let key = affinity_key(
             &parsed.model,
-            &parsed.prompt.bytes,
+            &parsed.prompt_prefix,
             &hashes,
             shared.config.affinity_blocks,
         );
@@ -135,7 +161,7 @@ impl AffinityFilter {
             model: &parsed.model,
             session: parsed.session_key.as_deref(),
             subset: &[],
-            prompt_tokens: parsed.estimated_prompt_tokens(),
+            prompt_tokens: parsed.estimated_prompt_tokens,
             block_size: hasher.block_size,
             hashes: &hashes,
             sheddable: false,

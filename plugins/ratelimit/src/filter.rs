@@ -6,7 +6,10 @@ use crate::global::{self, Verdict};
 use crate::response::{Settlement, Tracker};
 use crate::store::SharedDataStore;
 use crate::Shared;
-use infergate_core::openai::{parse_request, request_stream_usage, ApiKind, UsageInjection};
+use infergate_core::openai::{
+    parse_request, request_stream_usage, ApiKind, RequestSummary, UsageInjection,
+    MAX_SUMMARY_PROMPT_BYTES, SUMMARY_PROPERTY,
+};
 use infergate_core::openai_error::ErrorKind;
 use infergate_core::ratelimit::config::FailureMode;
 use infergate_core::ratelimit::decision::{
@@ -157,6 +160,10 @@ impl RateLimitFilter {
             Ok(p) => p,
             Err(e) => return self.local_error(ErrorKind::BadRequest, &e.to_openai_body()),
         };
+        // Hand the parse to the affinity filter further down the chain (filter state), so
+        // the body is parsed once.
+        let summary = RequestSummary::of(&parsed, MAX_SUMMARY_PROMPT_BYTES);
+        self.set_property(vec![SUMMARY_PROPERTY], Some(&summary.encode()));
         let choices = parsed.n.unwrap_or(1).max(1);
         let estimate = TokenEstimate {
             prompt: parsed.estimated_prompt_tokens(),

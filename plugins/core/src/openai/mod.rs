@@ -10,6 +10,8 @@
 //! - [`parse_response_usage`] → [`Usage`]: usage of a non-streaming response.
 //! - [`SseParser`]: incremental SSE parser over any chunking, yielding [`SseEvent`]s and
 //!   [`StreamStats`], optionally stripping the injected usage-only chunk.
+//! - [`RequestSummary`]: a parse handed from one filter to the next (filter state), so a body
+//!   is parsed once per request.
 //! - [`BodyError`]: every body failure, naming the field (`messages[2].content: …`), with
 //!   [`BodyError::to_openai_body`] for the 400 answer.
 
@@ -22,6 +24,7 @@ mod rewrite;
 mod scan;
 mod sse;
 mod sse_chunk;
+mod summary;
 pub mod tokens;
 mod usage;
 
@@ -32,4 +35,5 @@ pub use request::{parse_request, ParsedRequest};
 pub use rewrite::{inject_include_usage, request_stream_usage, UsageInjection};
 pub use sse::{SseConfig, SseError, SseEvent, SseParser, StreamStats};
 pub use sse_chunk::ChunkSummary;
+pub use summary::{RequestSummary, MAX_SUMMARY_PROMPT_BYTES, SUMMARY_PROPERTY};
 pub use usage::{parse_response_usage, Usage};
