@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -59,6 +60,7 @@ pub struct Upstream {
     /// Its name, returned in `x-served-by`.
     pub name: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    recording: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -73,10 +75,12 @@ impl Upstream {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let recording = Arc::new(AtomicBool::new(true));
         let state = Arc::new(State {
             name: name.to_string(),
             model: model.to_string(),
             requests: requests.clone(),
+            recording: recording.clone(),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
         });
         let task = tokio::spawn(async move {
@@ -97,8 +101,14 @@ impl Upstream {
             addr,
             name: name.to_string(),
             requests,
+            recording,
             task,
         })
+    }
+
+    /// Stops keeping a copy of every request (benchmarks send gigabytes of prompts).
+    pub fn stop_recording(&self) {
+        self.recording.store(false, Ordering::Relaxed);
     }
 
     /// Requests received so far.
@@ -117,12 +127,13 @@ struct State {
     name: String,
     model: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    recording: Arc<AtomicBool>,
     in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// vLLM-named metrics, so host-shim can scrape this upstream like a vLLM pod.
 fn metrics(state: &State) -> String {
-    let running = state.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+    let running = state.in_flight.load(Ordering::Relaxed);
     let m = &state.model;
     format!(
         "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{model_name=\"{m}\"}} {running}\n\
@@ -183,8 +194,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         Err(_) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
     };
     // Scrapes are not requests the gateway sent: keep them out of the record.
-    let scrape = path == "/metrics";
-    if let (false, Ok(mut r)) = (scrape, state.requests.lock()) {
+    let record = path != "/metrics" && state.recording.load(Ordering::Relaxed);
+    if let (true, Ok(mut r)) = (record, state.requests.lock()) {
         r.push(Recorded {
             method: method.clone(),
             path: path.clone(),

@@ -147,6 +147,7 @@ async fn kube_stub() -> Result<std::net::SocketAddr> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let pod = Upstream::start("bench-pod", MODEL).await?;
+    pod.stop_recording();
     let pod_addr = pod.addr.to_string();
     let kube = kube_stub().await?;
     let shim = infergate_e2e::child::HostShim::start(std::slice::from_ref(&pod_addr)).await?;

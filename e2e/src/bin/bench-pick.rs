@@ -1,7 +1,8 @@
 //! Endpoint-choice cost against prompt size: the affinity plugin + host-shim pick call (a
 //! ~2 KB call whatever the prompt) against host-shim as a standard ext_proc Endpoint Picker
 //! (the whole body streamed through gRPC), with bare Envoy (the client names the pod) as the
-//! baseline, alternating in one run. Writes `e2e/results/pick.md` (or `--out`).
+//! baseline and the plugin deciding locally (no call) to separate the in-Envoy body work from
+//! the call, alternating in one run. Writes `e2e/results/pick.md` (or `--out`).
 
 use anyhow::Result;
 use clap::Parser;
@@ -19,7 +20,7 @@ use std::time::Duration;
 #[command(about)]
 struct Args {
     /// Rounds (each runs every variant once per size and concurrency).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     rounds: u32,
     /// Seconds per run.
     #[arg(long, default_value_t = 3)]
@@ -38,6 +39,9 @@ async fn main() -> Result<()> {
         Upstream::start("pod-1", MODEL).await?,
         Upstream::start("pod-2", MODEL).await?,
     ];
+    for p in &pods {
+        p.stop_recording();
+    }
     let endpoints: Vec<String> = pods.iter().map(|p| p.addr.to_string()).collect();
     let shim = HostShim::start(&endpoints).await?;
     shim.wait_ready(2, Duration::from_secs(10)).await?;
@@ -45,7 +49,7 @@ async fn main() -> Result<()> {
         clusters: vec![ClusterSpec {
             name: "host-shim".into(),
             addresses: vec![shim.http],
-            http2: false,
+            http2: true,
         }],
         ..GatewaySpec::default()
     }
@@ -54,6 +58,12 @@ async fn main() -> Result<()> {
         json!({"endpoints": endpoints, "hostShim": {"cluster": "host-shim", "timeoutMs": 1000},
                "maxBodyBytes": 4 * 1024 * 1024})
         .to_string(),
+    )?);
+    // The same plugin deciding locally (rendezvous hashing, no pick call): what parsing and
+    // hashing the body inside Envoy costs on its own.
+    let local = GatewaySpec::default().with_filter(WasmFilter::plugin(
+        "affinity",
+        json!({"endpoints": endpoints, "maxBodyBytes": 4 * 1024 * 1024}).to_string(),
     )?);
     let ext_proc = GatewaySpec {
         ext_proc: Some(ExtProcSpec {
@@ -75,6 +85,10 @@ async fn main() -> Result<()> {
         (
             "affinity plugin + pick call",
             Envoy::start(&affinity).await?,
+        ),
+        (
+            "affinity plugin, local hashing (no call)",
+            Envoy::start(&local).await?,
         ),
         (
             "ext_proc Endpoint Picker (full duplex)",
