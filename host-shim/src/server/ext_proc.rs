@@ -44,7 +44,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use futures_util::Stream;
 use infergate_core::headers::{DESTINATION_ENDPOINT, DESTINATION_ENDPOINT_FALLBACKS};
-use infergate_core::openai::{parse_request, ApiKind};
+use infergate_core::openai::{parse_request_capped, ApiKind};
 use infergate_core::openai_error::{self, ErrorKind};
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -366,7 +366,10 @@ impl EppSession {
             // Not an inference API we parse: route by load alone.
             return Ok(req);
         };
-        let parsed = parse_request(api, &self.body).map_err(|e| (e.to_string(), String::new()))?;
+        // Only the hashed window of the prompt is kept; the estimate covers all of it.
+        let window = hasher.block_size.saturating_mul(hasher.max_blocks);
+        let parsed = parse_request_capped(api, &self.body, window)
+            .map_err(|e| (e.to_string(), String::new()))?;
         req.block_hashes = hasher.hashes(&parsed.model, &parsed.prompt.bytes);
         req.prompt_tokens = parsed.estimated_prompt_tokens();
         if req.session_key.is_none() {

@@ -6,7 +6,7 @@ use crate::{ServedReport, Shared};
 use infergate_core::affinity::affinity_key;
 use infergate_core::endpoint::{parse_list, rendezvous, Endpoint};
 use infergate_core::headers::{DESTINATION_ENDPOINT, DESTINATION_ENDPOINT_FALLBACKS};
-use infergate_core::openai::{parse_request, ApiKind, RequestSummary, SUMMARY_PROPERTY};
+use infergate_core::openai::{parse_request_capped, ApiKind, RequestSummary, SUMMARY_PROPERTY};
 use infergate_core::openai_error::ErrorKind;
 use infergate_core::pick_wire::{encode_pick, PickQuery};
 use infergate_glue as glue;
@@ -128,7 +128,7 @@ impl AffinityFilter {
             glue::bump(shared.metrics.parses_reused);
             return Ok(summary);
         }
-        match parse_request(api, body) {
+        match parse_request_capped(api, body, window) {
             Ok(p) => Ok(RequestSummary::from(p)),
             Err(e) => {
                 glue::bump(shared.metrics.parse_errors);

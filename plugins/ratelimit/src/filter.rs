@@ -7,7 +7,7 @@ use crate::response::{Settlement, Tracker};
 use crate::store::SharedDataStore;
 use crate::Shared;
 use infergate_core::openai::{
-    parse_request, request_stream_usage, ApiKind, RequestSummary, UsageInjection,
+    parse_request_capped, request_stream_usage, ApiKind, RequestSummary, UsageInjection,
     MAX_SUMMARY_PROMPT_BYTES, SUMMARY_PROPERTY,
 };
 use infergate_core::openai_error::ErrorKind;
@@ -156,7 +156,7 @@ impl RateLimitFilter {
 
     /// Decides a request from its complete body.
     fn decide_with_body(&mut self, shared: &Shared, api: ApiKind, body: &[u8]) -> Action {
-        let parsed = match parse_request(api, body) {
+        let parsed = match parse_request_capped(api, body, MAX_SUMMARY_PROMPT_BYTES) {
             Ok(p) => p,
             Err(e) => return self.local_error(ErrorKind::BadRequest, &e.to_openai_body()),
         };

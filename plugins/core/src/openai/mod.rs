@@ -31,7 +31,7 @@ mod usage;
 pub use api::ApiKind;
 pub use error::{BodyError, BodyErrorKind};
 pub use prompt::CanonicalPrompt;
-pub use request::{parse_request, ParsedRequest};
+pub use request::{parse_request, parse_request_capped, ParsedRequest};
 pub use rewrite::{inject_include_usage, request_stream_usage, UsageInjection};
 pub use sse::{SseConfig, SseError, SseEvent, SseParser, StreamStats};
 pub use sse_chunk::ChunkSummary;

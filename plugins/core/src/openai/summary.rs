@@ -46,7 +46,7 @@ impl RequestSummary {
                 .get(..max_prompt_bytes.min(prompt.len()))
                 .unwrap_or_default()
                 .to_vec(),
-            prompt_len: prompt.len() as u64,
+            prompt_len: parsed.prompt.len,
         }
     }
 
@@ -102,7 +102,7 @@ impl From<ParsedRequest> for RequestSummary {
     fn from(parsed: ParsedRequest) -> Self {
         Self {
             estimated_prompt_tokens: parsed.estimated_prompt_tokens(),
-            prompt_len: parsed.prompt.bytes.len() as u64,
+            prompt_len: parsed.prompt.len,
             prompt_prefix: parsed.prompt.bytes,
             model: parsed.model,
             session_key: parsed.session_key,

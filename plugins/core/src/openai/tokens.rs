@@ -104,7 +104,10 @@ fn count_text(text: &[u8]) -> (u64, u64) {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Per-byte-lane sums, added up at most 255 words at a time so no lane overflows.
     fn lanes_total(lanes: u64) -> u64 {
-        lanes.wrapping_mul(0x0101_0101_0101_0101) >> 56
+        // Pairs of byte lanes into four 16-bit lanes (each <= 510), then their sum (<= 2040).
+        const EVEN: u64 = 0x00FF_00FF_00FF_00FF;
+        let pairs = (lanes & EVEN) + ((lanes >> 8) & EVEN);
+        pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48
     }
     let (mut ascii, mut non_ascii) = (0u64, 0u64);
     let mut blocks = text.chunks_exact(8 * 255);
@@ -193,6 +196,17 @@ mod tests {
                 let lead = s.iter().filter(|&&b| b >= 0xC0).count() as u64;
                 assert_eq!(count_text(s), (ascii, lead), "{start}..{end}");
             }
+        }
+    }
+
+    #[test]
+    fn word_count_matches_the_bytewise_definition_on_long_text() {
+        // Long enough for several full 255-word blocks, all-ASCII and all-multibyte.
+        for text in ["plain ascii ".repeat(2000), "é你😀".repeat(3000)] {
+            let bytes = text.as_bytes();
+            let ascii = bytes.iter().filter(|&&b| b < 0x80).count() as u64;
+            let lead = bytes.iter().filter(|&&b| b >= 0xC0).count() as u64;
+            assert_eq!(count_text(bytes), (ascii, lead));
         }
     }
 

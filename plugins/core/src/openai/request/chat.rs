@@ -78,11 +78,10 @@ impl Expected for Function<'_> {
 }
 
 impl<'a> ChatBody<'a> {
-    pub fn into_common(self, body_len: usize) -> Result<Common<'a>, BodyError> {
+    pub fn into_common(self, mut b: PromptBuilder) -> Result<Common<'a>, BodyError> {
         let messages = self
             .messages
             .ok_or_else(|| BodyError::invalid("messages", "is required"))?;
-        let mut b = PromptBuilder::with_capacity(body_len);
         if let Some(tools) = self.tools.filter(|t| !t.empty) {
             b.tools(tools.digest, &tools.tokens);
         }

@@ -119,11 +119,10 @@ impl Expected for CompletionsBody<'_> {
 }
 
 impl<'a> CompletionsBody<'a> {
-    pub fn into_common(self, body_len: usize) -> Result<Common<'a>, BodyError> {
+    pub fn into_common(self, mut b: PromptBuilder) -> Result<Common<'a>, BodyError> {
         let prompt = self
             .prompt
             .ok_or_else(|| BodyError::invalid("prompt", "is required"))?;
-        let mut b = PromptBuilder::with_capacity(body_len);
         for item in &prompt.0 {
             match item {
                 Item::Text(t) => b.text(t.as_str()),

@@ -14,7 +14,7 @@ mod responses;
 use super::api::ApiKind;
 use super::de::{opt_bool, Expected, Obj, Text};
 use super::error::{parse_json, BodyError};
-use super::prompt::CanonicalPrompt;
+use super::prompt::{CanonicalPrompt, PromptBuilder};
 use serde::Deserialize;
 
 /// What the gateway needs to know about an inference request.
@@ -97,16 +97,28 @@ struct Common<'a> {
 /// Errors name the offending field: a missing or empty `model`, a missing `messages`
 /// (chat) or `prompt` (completions), a field of the wrong type, malformed or truncated JSON.
 pub fn parse_request(api: ApiKind, body: &[u8]) -> Result<ParsedRequest, BodyError> {
+    parse_request_capped(api, body, usize::MAX)
+}
+
+/// [`parse_request`], keeping at most `max_prompt_bytes` of the canonical prompt (the token
+/// estimate and [`CanonicalPrompt::len`] still cover all of it): a reader that only hashes a
+/// bounded prefix neither copies nor holds the rest of a long prompt.
+pub fn parse_request_capped(
+    api: ApiKind,
+    body: &[u8],
+    max_prompt_bytes: usize,
+) -> Result<ParsedRequest, BodyError> {
+    let b = PromptBuilder::new(body.len(), max_prompt_bytes);
     let common = match api {
         ApiKind::ChatCompletions => parse_json::<Obj<chat::ChatBody<'_>>>(body)?
             .0
-            .into_common(body.len())?,
+            .into_common(b)?,
         ApiKind::Completions => parse_json::<Obj<completions::CompletionsBody<'_>>>(body)?
             .0
-            .into_common(body.len())?,
+            .into_common(b)?,
         ApiKind::Responses => parse_json::<Obj<responses::ResponsesBody<'_>>>(body)?
             .0
-            .into_common(body.len())?,
+            .into_common(b)?,
     };
     let model = common
         .model

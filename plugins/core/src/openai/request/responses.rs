@@ -96,8 +96,7 @@ impl Expected for Item<'_> {
 }
 
 impl<'a> ResponsesBody<'a> {
-    pub fn into_common(self, body_len: usize) -> Result<Common<'a>, BodyError> {
-        let mut b = PromptBuilder::with_capacity(body_len);
+    pub fn into_common(self, mut b: PromptBuilder) -> Result<Common<'a>, BodyError> {
         if let Some(tools) = self.tools.filter(|t| !t.empty) {
             b.tools(tools.digest, &tools.tokens);
         }
