@@ -1,8 +1,10 @@
-//! `host-shim-bench`: pick decision latency and prefix-index memory, printed as markdown.
+//! `host-shim-bench`: pick decision latency, prefix-index memory and resident memory, printed
+//! as markdown.
 //!
 //! Runs the scheduler offline with a virtual clock (no network): N endpoints whose indexes
 //! are filled to capacity, then timed picks of 256-block requests, half of them sharing a
-//! cached prefix with some endpoint. Build optimized:
+//! cached prefix with some endpoint. The process's resident set size (Linux `VmRSS`) is read
+//! before anything is allocated and again with 256 endpoints' indexes full. Build optimized:
 //! `cargo run -p host-shim --profile native --bin host-shim-bench`.
 
 use host_shim::endpoint::{Endpoint, EndpointState, EngineMetrics};
@@ -40,7 +42,26 @@ fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
-fn bench_picks(n: usize, picks: usize) -> (Duration, Duration, usize) {
+/// This process's resident set size in KiB (`VmRSS` of `/proc/self/status`; Linux only).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// A guide-profile scheduler over `n` endpoints whose indexes are full, the endpoints'
+/// states, and up to 4096 of the cached 64-block prefixes (for requests that hit).
+fn filled(n: usize, rng: &mut Xorshift) -> (Scheduler, Vec<EndpointState>, Vec<Vec<u64>>) {
     let sched = Scheduler::new(SchedulerConfig::guide_default(), 1);
     let now = Duration::from_secs(1);
     let endpoints: Vec<Endpoint> = (0..n)
@@ -49,7 +70,7 @@ fn bench_picks(n: usize, picks: usize) -> (Duration, Duration, usize) {
             Endpoint(std::net::SocketAddr::from((ip, 8000)))
         })
         .collect();
-    let mut states: Vec<EndpointState> = endpoints
+    let states: Vec<EndpointState> = endpoints
         .iter()
         .enumerate()
         .map(|(i, e)| {
@@ -77,17 +98,23 @@ fn bench_picks(n: usize, picks: usize) -> (Duration, Duration, usize) {
             now,
         )
         .ok();
-    let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15);
     let mut cached: Vec<Vec<u64>> = Vec::new();
     for e in &endpoints {
         for _ in 0..INDEX_BLOCKS / 64 {
-            let c = chain(&mut rng, 64);
+            let c = chain(rng, 64);
             sched.observe_served(e, &c);
             if cached.len() < 4096 {
                 cached.push(c);
             }
         }
     }
+    (sched, states, cached)
+}
+
+fn bench_picks(n: usize, picks: usize) -> (Duration, Duration, usize) {
+    let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15);
+    let now = Duration::from_secs(1);
+    let (sched, mut states, cached) = filled(n, &mut rng);
     let blocks: usize = sched.index_stats().iter().map(|(_, s)| s.blocks).sum();
 
     let mut times = Vec::with_capacity(picks);
@@ -121,7 +148,36 @@ fn bench_picks(n: usize, picks: usize) -> (Duration, Duration, usize) {
     (percentile(&times, 0.5), percentile(&times, 0.99), blocks)
 }
 
+/// Resident memory with `n` endpoints' indexes full: (RSS KiB before, RSS KiB after, indexed
+/// blocks, index heap bytes).
+fn rss_with_full_index(n: usize) -> (Option<u64>, Option<u64>, usize, usize) {
+    let before = rss_kib();
+    let mut rng = Xorshift(0x5EED);
+    let (sched, states, cached) = filled(n, &mut rng);
+    drop(cached);
+    // A few picks so the pick path's allocations are counted too.
+    for i in 0..100u64 {
+        let req = PickRequest {
+            model: "m".into(),
+            block_hashes: chain(&mut rng, PROMPT_BLOCKS),
+            prompt_tokens: 16_000,
+            ..Default::default()
+        };
+        assert!(sched
+            .pick(&req, &states, Duration::from_millis(1000 + i))
+            .is_ok());
+    }
+    let after = rss_kib();
+    let stats = sched.index_stats();
+    let blocks = stats.iter().map(|(_, s)| s.blocks).sum();
+    let bytes = stats.iter().map(|(_, s)| s.bytes).sum();
+    (before, after, blocks, bytes)
+}
+
 fn main() {
+    // First, while the heap is still empty, so the figure is not inflated by earlier runs.
+    let rss = rss_with_full_index(256);
+
     println!("## host-shim pick decision latency\n");
     println!(
         "Scheduler only (guide profile: queue 2, kv-cache 2, prefix-cache 3; max-score), \
@@ -150,6 +206,22 @@ fn main() {
             bytes as f64 / lru.len() as f64
         );
     }
+
+    println!("\n## Resident memory at 256 endpoints\n");
+    println!(
+        "This benchmark process (the scheduler library, no server runtime): `VmRSS` at start \
+         and with 256 endpoints' indexes full ({INDEX_BLOCKS} blocks each) after 100 picks.\n"
+    );
+    println!("| endpoints | indexed blocks | index heap (MiB) | RSS at start (MiB) | RSS with full index (MiB) |");
+    println!("|---:|---:|---:|---:|---:|");
+    let (before, after, blocks, bytes) = rss;
+    let show = |k: Option<u64>| k.map_or_else(|| "n/a".to_string(), mib);
+    println!(
+        "| 256 | {blocks} | {:.1} | {} | {} |",
+        bytes as f64 / (1024.0 * 1024.0),
+        show(before),
+        show(after)
+    );
 
     println!("\n## Pick API decoding\n");
     let req = PickRequest {

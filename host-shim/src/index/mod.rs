@@ -64,6 +64,8 @@ pub struct EndpointSlot {
     ledger_epoch: AtomicU64,
     dispatched_requests: AtomicU64,
     dispatched_tokens: AtomicU64,
+    /// Sequence number of the scheduler's last pick of this endpoint (0 = never picked).
+    last_pick: AtomicU64,
 }
 
 /// Requests and prompt tokens sent to an endpoint since its last scrape.
@@ -83,6 +85,7 @@ impl EndpointSlot {
             ledger_epoch: AtomicU64::new(0),
             dispatched_requests: AtomicU64::new(0),
             dispatched_tokens: AtomicU64::new(0),
+            last_pick: AtomicU64::new(0),
         }
     }
 
@@ -127,6 +130,16 @@ impl EndpointSlot {
     pub fn record_dispatch(&self, tokens: u64) {
         self.dispatched_requests.fetch_add(1, Ordering::AcqRel);
         self.dispatched_tokens.fetch_add(tokens, Ordering::AcqRel);
+    }
+
+    /// Records that pick number `seq` (increasing per scheduler) chose this endpoint.
+    pub fn record_pick(&self, seq: u64) {
+        self.last_pick.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The sequence number of the last pick that chose this endpoint (0 = never).
+    pub fn last_pick(&self) -> u64 {
+        self.last_pick.load(Ordering::Acquire)
     }
 }
 
@@ -302,6 +315,17 @@ mod tests {
         // An older view (another caller's stale snapshot) does not resurrect counts.
         slot.record_dispatch(1);
         assert_eq!(slot.dispatched_since(t1).requests, 1);
+    }
+
+    #[test]
+    fn last_pick_only_moves_forward() {
+        let map = SlotMap::new(IndexSizing::default());
+        let slot = map.get_or_insert(&ep("10.0.0.1:80"));
+        assert_eq!(slot.last_pick(), 0);
+        slot.record_pick(7);
+        // A slower thread recording an older pick does not make the endpoint look idle.
+        slot.record_pick(5);
+        assert_eq!(slot.last_pick(), 7);
     }
 
     #[test]

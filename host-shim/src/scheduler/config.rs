@@ -371,7 +371,7 @@ impl SchedulerConfig {
         Ok(Self {
             filters,
             scorers,
-            picker: picker.unwrap_or_else(|| Box::new(MaxScorePicker)),
+            picker: picker.unwrap_or_else(|| Box::new(MaxScorePicker::default())),
             saturation,
             staleness,
             max_fallbacks: 2,

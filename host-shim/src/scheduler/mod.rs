@@ -25,6 +25,7 @@ use rng::Rng;
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
@@ -171,6 +172,9 @@ pub struct Scheduler {
     pipeline: RwLock<Arc<SchedulerConfig>>,
     slots: SlotMap,
     rng: Rng,
+    /// Picks made so far: each endpoint remembers the number of the last pick that chose it,
+    /// for the max-score picker's least-recently-picked tie-break.
+    picks: AtomicU64,
 }
 
 impl Scheduler {
@@ -181,6 +185,7 @@ impl Scheduler {
             pipeline: RwLock::new(Arc::new(config)),
             slots,
             rng: Rng::new(seed),
+            picks: AtomicU64::new(0),
         }
     }
 
@@ -263,6 +268,7 @@ impl Scheduler {
                 dispatched,
                 prefix_blocks,
                 saturated: false,
+                last_pick: slot.last_pick(),
                 slot,
             };
             c.saturated = cfg.saturation.is_saturated(&c);
@@ -314,6 +320,8 @@ impl Scheduler {
 
         let c = &candidates[chosen];
         c.slot.record_dispatch(req.prompt_tokens);
+        c.slot
+            .record_pick(self.picks.fetch_add(1, Ordering::AcqRel) + 1);
         Ok(Pick {
             endpoint: c.state.endpoint,
             fallbacks,
@@ -328,5 +336,53 @@ impl Scheduler {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::EngineMetrics;
+    use std::time::Duration;
+
+    fn states(n: usize, at: Duration) -> Vec<EndpointState> {
+        (0..n)
+            .map(|i| {
+                EndpointState::scraped(
+                    format!("10.0.0.{}:8000", i + 1).parse().unwrap(),
+                    EngineMetrics {
+                        waiting: 0,
+                        running: 3,
+                        kv_cache_usage: 0.3,
+                        kv_capacity_tokens: Some(1 << 20),
+                    },
+                    at,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equal_looking_endpoints_take_turns_across_scrapes() {
+        // A fresh scrape before every pick resets the dispatch ledger, so only the pick
+        // history tells the endpoints apart (a prefill started 1 ms ago is invisible in
+        // the metrics): every window of 4 picks covers all 4 endpoints.
+        let s = Scheduler::new(config::SchedulerConfig::guide_default(), 7);
+        let mut picks = Vec::new();
+        for i in 0..40u64 {
+            let now = Duration::from_millis(50 * (i + 1));
+            let req = PickRequest {
+                block_hashes: vec![xxhash_rust::xxh64::xxh64(&i.to_le_bytes(), 1)],
+                prompt_tokens: 1000,
+                ..Default::default()
+            };
+            picks.push(s.pick(&req, &states(4, now), now).unwrap().endpoint);
+        }
+        for w in picks.windows(4) {
+            let mut w = w.to_vec();
+            w.sort();
+            w.dedup();
+            assert_eq!(w.len(), 4, "{picks:?}");
+        }
     }
 }

@@ -25,6 +25,9 @@ pub struct Candidate<'a> {
     /// Whether the saturation detector says it has no headroom (queue or KV cache at the
     /// thresholds, counting dispatches since the last scrape).
     pub saturated: bool,
+    /// Sequence number of the last pick that chose this endpoint (0 = never): lower means
+    /// picked longer ago.
+    pub last_pick: u64,
     pub(crate) slot: Arc<EndpointSlot>,
 }
 

@@ -97,8 +97,8 @@ pub fn build(
             PluginInstance::Scorer(Box::new(session_affinity::SessionAffinityScorer))
         }
         max_score::TYPE => {
-            ignore_params(params);
-            PluginInstance::Picker(Box::new(max_score::MaxScorePicker))
+            let p: max_score::MaxScoreParams = parse_params(params, &params_path)?;
+            PluginInstance::Picker(Box::new(max_score::MaxScorePicker::new(&p, &params_path)?))
         }
         weighted_random::TYPE => {
             ignore_params(params);
@@ -126,5 +126,5 @@ pub fn build(
 }
 
 /// Pickers in llm-d take `maxNumOfEndpoints`; host-shim always returns one endpoint plus
-/// fallbacks, so picker parameters carry no meaning here.
+/// fallbacks, so the weighted-random picker's parameters carry no meaning here.
 fn ignore_params(_params: Option<&serde_yaml::Value>) {}

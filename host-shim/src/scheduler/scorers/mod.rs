@@ -50,6 +50,7 @@ pub(crate) mod test_support {
                 dispatched: Dispatched::default(),
                 prefix_blocks: prefix.get(i).copied().unwrap_or(0),
                 saturated: false,
+                last_pick: 0,
                 slot: slot(),
             })
             .collect()

@@ -1,15 +1,27 @@
 //! `prefix-cache-scorer`: prefers the endpoint most likely to hold the prompt's prefix in its
 //! KV cache, scoring matched blocks / prompt blocks from the approximate prefix index.
 //!
-//! Unlike GIE's scorer, a saturated endpoint (per the saturation detector) gets no prefix
-//! credit by default (`saturationAware: true`): a popular prefix would otherwise pin all its
-//! traffic to one endpoint however long its queue grows. Once it spills over, the endpoint
-//! that served also caches the prefix, so hot prefixes replicate instead of hot-spotting.
+//! Unlike GIE's scorer, it has two load guards, so a popular prefix cannot pin all its traffic
+//! to one endpoint however long its queue grows:
+//!
+//! - a saturated endpoint (per the saturation detector) gets no prefix credit while another
+//!   candidate is not saturated (`saturationAware: true`, the default). When every endpoint
+//!   is saturated the credit stays: spilling then buys no headroom, it only copies prefixes
+//!   into other caches and evicts theirs, which at overload costs more throughput than
+//!   queueing behind the cached copy;
+//! - an endpoint whose queue (waiting plus dispatched since the scrape) is more than
+//!   `balanceAbsThreshold` requests longer *and* more than `balanceRelThreshold` times the
+//!   shortest candidate queue gets no prefix credit, saturated or not (SGLang's cache-aware
+//!   router balances on the same two tests).
+//!
+//! Once a prefix spills over, the endpoint that served also caches it, so hot prefixes
+//! replicate instead of hot-spotting.
 //!
 //! Its parameters also set how prompts are hashed and how the index is sized (llm-d names
 //! where they exist): `hashBlockSize` (alias `blockSize`, prompt bytes per block),
 //! `maxPrefixBlocksToMatch`, `lruCapacityPerServer` (index blocks while a pod has not
-//! reported its KV capacity), plus `bytesPerToken` and `maxBlocksPerServer`.
+//! reported its KV capacity), plus `bytesPerToken` and `maxBlocksPerServer`; and the guards:
+//! `saturationAware`, `balanceAbsThreshold`, `balanceRelThreshold`.
 
 use crate::index::IndexSizing;
 use crate::scheduler::plugin::{Candidate, Scorer};
@@ -36,8 +48,16 @@ pub struct PrefixCacheParams {
     pub bytes_per_token: Option<f64>,
     /// Upper bound of any endpoint's index capacity, in blocks.
     pub max_blocks_per_server: Option<usize>,
-    /// Give saturated endpoints no prefix credit (default `true`).
+    /// Give saturated endpoints no prefix credit while some candidate is not saturated
+    /// (default `true`).
     pub saturation_aware: Option<bool>,
+    /// Load guard, absolute part: an endpoint whose queue is more than this many requests
+    /// longer than the shortest candidate queue gets no prefix credit (default
+    /// [`DEFAULT_BALANCE_ABS_THRESHOLD`]). Both thresholds must be exceeded.
+    pub balance_abs_threshold: Option<f64>,
+    /// Load guard, relative part: the queue must also be more than this many times the
+    /// shortest one (default [`DEFAULT_BALANCE_REL_THRESHOLD`]).
+    pub balance_rel_threshold: Option<f64>,
 }
 
 impl PrefixCacheParams {
@@ -72,6 +92,17 @@ impl PrefixCacheParams {
         if let Some(v) = self.max_blocks_per_server {
             sizing.max_blocks = positive(v, "maxBlocksPerServer")?;
         }
+        for (v, f) in [
+            (self.balance_abs_threshold, "balanceAbsThreshold"),
+            (self.balance_rel_threshold, "balanceRelThreshold"),
+        ] {
+            if matches!(v, Some(v) if !(v.is_finite() && v >= 0.0)) {
+                return Err(ConfigError::new(
+                    format!("{path}.{f}"),
+                    "must be a finite number ≥ 0",
+                ));
+            }
+        }
         if let Some(v) = self.bytes_per_token {
             if !(v.is_finite() && v > 0.0) {
                 return Err(ConfigError::new(
@@ -85,17 +116,22 @@ impl PrefixCacheParams {
     }
 }
 
+/// Default of `balanceAbsThreshold`: queued requests beyond the shortest queue.
+pub const DEFAULT_BALANCE_ABS_THRESHOLD: f64 = 32.0;
+/// Default of `balanceRelThreshold`: multiple of the shortest queue.
+pub const DEFAULT_BALANCE_REL_THRESHOLD: f64 = 1.5;
+
 /// Scores by cached-prefix fraction.
 #[derive(Debug)]
 pub struct PrefixCacheScorer {
     saturation_aware: bool,
+    balance_abs: f64,
+    balance_rel: f64,
 }
 
 impl Default for PrefixCacheScorer {
     fn default() -> Self {
-        Self {
-            saturation_aware: true,
-        }
+        Self::new(&PrefixCacheParams::default())
     }
 }
 
@@ -104,7 +140,20 @@ impl PrefixCacheScorer {
     pub fn new(params: &PrefixCacheParams) -> Self {
         Self {
             saturation_aware: params.saturation_aware.unwrap_or(true),
+            balance_abs: params
+                .balance_abs_threshold
+                .unwrap_or(DEFAULT_BALANCE_ABS_THRESHOLD),
+            balance_rel: params
+                .balance_rel_threshold
+                .unwrap_or(DEFAULT_BALANCE_REL_THRESHOLD),
         }
+    }
+
+    /// Whether a candidate with queue `q` is too far behind the shortest queue `min` to be
+    /// worth its cached prefix (SGLang's cache-aware router balances on the same two tests).
+    fn overloaded(&self, q: u64, min: u64) -> bool {
+        let (q, min) = (q as f64, min as f64);
+        q - min > self.balance_abs && q > min * self.balance_rel
     }
 }
 
@@ -118,10 +167,22 @@ impl Scorer for PrefixCacheScorer {
         if total == 0 {
             return;
         }
+        let min_queue = candidates
+            .iter()
+            .map(Candidate::effective_waiting)
+            .min()
+            .unwrap_or(0);
+        // Withholding credit from a saturated endpoint only helps if another has headroom;
+        // when all are saturated, spilling just duplicates prefixes and thrashes caches.
+        let headroom_elsewhere = candidates.iter().any(|c| !c.saturated);
         for (o, c) in out.iter_mut().zip(candidates) {
-            if !(self.saturation_aware && c.saturated) {
-                *o = c.prefix_blocks as f64 / total as f64;
+            if self.saturation_aware && c.saturated && headroom_elsewhere {
+                continue;
             }
+            if self.overloaded(c.effective_waiting(), min_queue) {
+                continue;
+            }
+            *o = c.prefix_blocks as f64 / total as f64;
         }
     }
 }
@@ -161,6 +222,57 @@ mod tests {
     }
 
     #[test]
+    fn saturation_withholds_credit_only_while_another_endpoint_has_headroom() {
+        let st = states(&[(0, 0.0), (0, 0.0)]);
+        let mut c = candidates(&st, &[4, 2]);
+        let req = PickRequest {
+            block_hashes: vec![1, 2, 3, 4],
+            ..Default::default()
+        };
+        let scorer = PrefixCacheScorer::default();
+        c[0].saturated = true;
+        let mut out = [0.0; 2];
+        scorer.score(&req, &c, &mut out);
+        assert_eq!(out, [0.0, 0.5]);
+        // Everyone saturated: spilling would only duplicate the prefix, so credit stays.
+        c[1].saturated = true;
+        scorer.score(&req, &c, &mut out);
+        assert_eq!(out, [1.0, 0.5]);
+    }
+
+    #[test]
+    fn load_guard_needs_both_thresholds_exceeded() {
+        let req = PickRequest {
+            block_hashes: vec![1, 2],
+            ..Default::default()
+        };
+        let scorer = PrefixCacheScorer::new(&PrefixCacheParams {
+            balance_abs_threshold: Some(10.0),
+            balance_rel_threshold: Some(2.0),
+            ..Default::default()
+        });
+        let score = |queues: &[(u64, f64)]| {
+            let st = states(queues);
+            let c = candidates(&st, &[2, 2, 2]);
+            let mut out = [0.0; 3];
+            scorer.score(&req, &c, &mut out);
+            out
+        };
+        // 31 vs 20: 11 more (> 10) but not 2×; 12 vs 2: 6× but only 10 more.
+        assert_eq!(score(&[(31, 0.0), (20, 0.0), (25, 0.0)]), [1.0; 3]);
+        assert_eq!(score(&[(12, 0.0), (2, 0.0), (5, 0.0)]), [1.0; 3]);
+        // 45 vs 20: both exceeded, that endpoint alone loses its credit.
+        assert_eq!(score(&[(45, 0.0), (20, 0.0), (25, 0.0)]), [0.0, 1.0, 1.0]);
+        // Dispatches since the scrape count as queued.
+        let st = states(&[(20, 0.0), (20, 0.0), (20, 0.0)]);
+        let mut c = candidates(&st, &[2, 2, 2]);
+        c[2].dispatched.requests = 30;
+        let mut out = [0.0; 3];
+        scorer.score(&req, &c, &mut out);
+        assert_eq!(out, [1.0, 1.0, 0.0]);
+    }
+
+    #[test]
     fn params_reject_zero_and_apply_values() {
         let mut h = BlockHasher::default();
         let mut s = IndexSizing::default();
@@ -182,5 +294,11 @@ mod tests {
             (h.block_size, s.block_bytes, s.default_blocks),
             (64, 64, 31250)
         );
+        let negative = PrefixCacheParams {
+            balance_rel_threshold: Some(-1.0),
+            ..Default::default()
+        };
+        let err = negative.apply(&mut h, &mut s, "p").unwrap_err();
+        assert_eq!(err.path, "p.balanceRelThreshold");
     }
 }
