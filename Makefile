@@ -57,13 +57,15 @@ DEMO_CONFIG ?=
 demo: build
 	$(BIN_DIR)/infergate-demo $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG),) $(DEMO_ARGS)
 
-# Gateway overhead against bare Envoy, pick cost against prompt size, and host-shim's pick
-# decision latency, each measured alongside its baseline (results in e2e/results/).
+# Gateway overhead against bare Envoy, pick cost against prompt size, host-shim's pick
+# decision latency and its live memory at 256 endpoints, each measured alongside its baseline
+# where it has one (results in e2e/results/).
 bench: build
 	@bash tools/setup.sh --bench
 	$(BIN_DIR)/bench-gateway
 	$(BIN_DIR)/bench-pick
 	$(BIN_DIR)/host-shim-bench | tee e2e/results/host-shim.md
+	$(BIN_DIR)/bench-shim-memory
 	$(BIN_DIR)/bench-routing --out e2e/results/
 
 # Routing quality on simulated vLLM engines (offline, virtual time, deterministic for a seed):

@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -61,6 +61,7 @@ pub struct Upstream {
     pub name: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
     recording: Arc<AtomicBool>,
+    kv_blocks: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -76,11 +77,13 @@ impl Upstream {
         let addr = listener.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recording = Arc::new(AtomicBool::new(true));
+        let kv_blocks = Arc::new(AtomicU64::new(DEFAULT_KV_BLOCKS));
         let state = Arc::new(State {
             name: name.to_string(),
             model: model.to_string(),
             requests: requests.clone(),
             recording: recording.clone(),
+            kv_blocks: kv_blocks.clone(),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
         });
         let task = tokio::spawn(async move {
@@ -102,8 +105,15 @@ impl Upstream {
             name: name.to_string(),
             requests,
             recording,
+            kv_blocks,
             task,
         })
+    }
+
+    /// Sets the KV capacity its metrics report (`vllm:cache_config_info` `num_gpu_blocks`, of
+    /// 16 tokens each).
+    pub fn set_kv_blocks(&self, blocks: u64) {
+        self.kv_blocks.store(blocks, Ordering::Relaxed);
     }
 
     /// Stops keeping a copy of every request (benchmarks send gigabytes of prompts).
@@ -123,11 +133,15 @@ impl Drop for Upstream {
     }
 }
 
+/// KV blocks (of 16 tokens) an upstream reports unless told otherwise.
+const DEFAULT_KV_BLOCKS: u64 = 4096;
+
 struct State {
     name: String,
     model: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
     recording: Arc<AtomicBool>,
+    kv_blocks: Arc<AtomicU64>,
     in_flight: std::sync::atomic::AtomicUsize,
 }
 
@@ -135,11 +149,12 @@ struct State {
 fn metrics(state: &State) -> String {
     let running = state.in_flight.load(Ordering::Relaxed);
     let m = &state.model;
+    let blocks = state.kv_blocks.load(Ordering::Relaxed);
     format!(
         "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{model_name=\"{m}\"}} {running}\n\
          # TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{model_name=\"{m}\"}} 0\n\
          # TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{{model_name=\"{m}\"}} 0.0\n\
-         # TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{{block_size=\"16\",num_gpu_blocks=\"4096\"}} 1.0\n"
+         # TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{{block_size=\"16\",num_gpu_blocks=\"{blocks}\"}} 1.0\n"
     )
 }
 
