@@ -14,6 +14,11 @@ use serde_json::{json, Value};
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 
 async fn gateway(pod: &Upstream, budget: u64) -> anyhow::Result<Envoy> {
+    gateway_with(pod, budget, json!({"endpoints": [pod.addr.to_string()]})).await
+}
+
+/// auth → ratelimit (token budget) → affinity with `affinity` as its configuration.
+async fn gateway_with(pod: &Upstream, budget: u64, affinity: Value) -> anyhow::Result<Envoy> {
     let auth = json!({"methods": [{"name": "keys", "apiKey": {"keys": [
         {"sha256": digest("alice-key"), "identity": {"userid": "alice"}}
     ]}}]});
@@ -28,10 +33,7 @@ async fn gateway(pod: &Upstream, budget: u64) -> anyhow::Result<Envoy> {
     }
     .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
     .with_filter(WasmFilter::plugin("ratelimit", rl.to_string())?)
-    .with_filter(WasmFilter::plugin(
-        "affinity",
-        json!({"endpoints": [pod.addr.to_string()]}).to_string(),
-    )?);
+    .with_filter(WasmFilter::plugin("affinity", affinity.to_string())?);
     Envoy::start(&spec).await
 }
 
@@ -99,6 +101,37 @@ async fn charges_the_estimate_then_settles_to_real_usage() -> anyhow::Result<()>
             .await?,
         Some(2)
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn affinity_parses_itself_when_the_handed_parse_does_not_cover_its_window(
+) -> anyhow::Result<()> {
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    // A 512 KiB hashing window: wider than the 256 KiB of prompt a summary carries.
+    let affinity = json!({"endpoints": [pod.addr.to_string()], "blockSize": 65536, "maxBlocks": 8});
+    let envoy = gateway_with(&pod, 10_000_000, affinity).await?;
+    let stat = |name: &'static str| {
+        let envoy = &envoy;
+        async move {
+            envoy
+                .stat(&format!("wasmcustom.infergate.affinity.{name}"))
+                .await
+        }
+    };
+    // A short prompt is wholly inside the summary: reused.
+    let short = post(&envoy, &body(16, false, false), None).await?;
+    assert_eq!(short.status(), 200);
+    assert_eq!(stat("parses_reused").await?, Some(1));
+    // A 300 KB prompt is cut at 256 KiB in the summary: the filter parses the body itself and
+    // still routes it.
+    let mut long = body(16, false, false);
+    long["messages"][0]["content"] = json!("y".repeat(300 * 1024));
+    let r = post(&envoy, &long, None).await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(stat("parses_reused").await?, Some(1));
+    assert_eq!(stat("prefix_picks").await?, Some(2));
+    assert_eq!(stat("parse_errors").await?, Some(0));
     Ok(())
 }
 
