@@ -14,11 +14,11 @@ use serde_json::{json, Value};
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 
 async fn gateway(pod: &Upstream, budget: u64) -> anyhow::Result<Envoy> {
-    gateway_with(pod, budget, json!({"endpoints": [pod.addr.to_string()]})).await
+    gateway_with(budget, json!({"endpoints": [pod.addr.to_string()]})).await
 }
 
 /// auth → ratelimit (token budget) → affinity with `affinity` as its configuration.
-async fn gateway_with(pod: &Upstream, budget: u64, affinity: Value) -> anyhow::Result<Envoy> {
+async fn gateway_with(budget: u64, affinity: Value) -> anyhow::Result<Envoy> {
     let auth = json!({"methods": [{"name": "keys", "apiKey": {"keys": [
         {"sha256": digest("alice-key"), "identity": {"userid": "alice"}}
     ]}}]});
@@ -110,7 +110,7 @@ async fn affinity_parses_itself_when_the_handed_parse_does_not_cover_its_window(
     let pod = Upstream::start("pod-1", MODEL).await?;
     // A 512 KiB hashing window: wider than the 256 KiB of prompt a summary carries.
     let affinity = json!({"endpoints": [pod.addr.to_string()], "blockSize": 65536, "maxBlocks": 8});
-    let envoy = gateway_with(&pod, 10_000_000, affinity).await?;
+    let envoy = gateway_with(10_000_000, affinity).await?;
     let stat = |name: &'static str| {
         let envoy = &envoy;
         async move {
