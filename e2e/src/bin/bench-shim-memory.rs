@@ -56,6 +56,28 @@ async fn index_totals(client: &reqwest::Client, shim: &HostShim) -> Result<(u64,
     Ok(totals)
 }
 
+/// Mean time host-shim spent deciding a pick (its `host_shim_pick_duration_seconds`), in µs.
+async fn mean_pick_us(client: &reqwest::Client, shim: &HostShim) -> Result<f64> {
+    let text = client
+        .get(format!("http://{}/metrics", shim.http))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    match (
+        value("host_shim_pick_duration_seconds_sum "),
+        value("host_shim_pick_duration_seconds_count "),
+    ) {
+        (Some(sum), Some(count)) if count > 0.0 => Ok(sum / count * 1e6),
+        _ => bail!("host-shim's /metrics has no pick duration"),
+    }
+}
+
 /// A cheap deterministic stream of distinct-looking hashes.
 fn next_hash(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -134,14 +156,16 @@ async fn main() -> Result<()> {
         }
         after_picks.push(rss_mib(pid)?);
     }
+    let pick_us = mean_pick_us(&client, &shim).await?;
     shim.process.stop(Duration::from_secs(5)).await;
 
     let out = format!(
-        "| endpoints | KV blocks per pod (16 tokens) | index blocks held / capacity | RSS idle (MiB) | RSS with full indexes (MiB) | after 2,000 picks (MiB) | after 20,000 picks (MiB) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|\n\
-         | {} | {} | {held} / {capacity} | {idle:.1} | {full:.1} | {:.1} | {:.1} |\n\n\
+        "| endpoints | KV blocks per pod (16 tokens) | index blocks held / capacity | RSS idle (MiB) | RSS with full indexes (MiB) | after 2,000 picks (MiB) | after 20,000 picks (MiB) | mean pick decision (µs) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {} | {} | {held} / {capacity} | {idle:.1} | {full:.1} | {:.1} | {:.1} | {pick_us:.1} |\n\n\
          The real `host-shim` process (`VmRSS`), scraping every endpoint's `/metrics` every 50 ms; \
-         indexes filled through `POST /v1/served`. Reproduce: `make bench` (`bench-shim-memory`).\n",
+         indexes filled through `POST /v1/served`; the pick decision time is host-shim's own \
+         `host_shim_pick_duration_seconds` (endpoint snapshot and scheduling; no HTTP, no telemetry). Reproduce: `make bench` (`bench-shim-memory`).\n",
         args.endpoints,
         args.kv_blocks,
         after_picks.first().copied().unwrap_or(f64::NAN),

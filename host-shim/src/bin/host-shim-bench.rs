@@ -1,5 +1,5 @@
-//! `host-shim-bench`: pick decision latency, prefix-index memory and resident memory, printed
-//! as markdown.
+//! `host-shim-bench`: pick decision latency, pick telemetry cost, prefix-index memory and
+//! resident memory, printed as markdown.
 //!
 //! Runs the scheduler offline with a virtual clock (no network): N endpoints whose indexes
 //! are filled to capacity, then timed picks of 256-block requests, half of them sharing a
@@ -10,8 +10,9 @@
 use host_shim::endpoint::{Endpoint, EndpointState, EngineMetrics};
 use host_shim::index::lru::BlockLru;
 use host_shim::scheduler::config::SchedulerConfig;
-use host_shim::scheduler::{PickRequest, Scheduler};
+use host_shim::scheduler::{EndpointScore, Pick, PickRequest, Scheduler};
 use host_shim::server::wire;
+use host_shim::telemetry::Telemetry;
 use std::time::{Duration, Instant};
 
 /// Index blocks per endpoint: a 24 GiB-class pod (32k engine blocks × 16 tokens = 512k
@@ -148,6 +149,35 @@ fn bench_picks(n: usize, picks: usize) -> (Duration, Duration, usize) {
     (percentile(&times, 0.5), percentile(&times, 0.99), blocks)
 }
 
+/// Mean cost of recording one pick's telemetry (pick counters, latency, one score gauge per
+/// candidate) with `n` candidates.
+fn bench_telemetry(n: usize) -> Duration {
+    let endpoints: Vec<Endpoint> = (0..n)
+        .filter_map(|i| format!("10.0.{}.{}:8000", i / 250, i % 250).parse().ok())
+        .collect();
+    let pick = Pick {
+        endpoint: endpoints[0],
+        fallbacks: Vec::new(),
+        matched_blocks: 0,
+        total_blocks: PROMPT_BLOCKS,
+        scores: endpoints
+            .iter()
+            .map(|&endpoint| EndpointScore {
+                endpoint,
+                score: 1.0,
+            })
+            .collect(),
+    };
+    let telemetry = Telemetry::new();
+    let result = Ok(pick);
+    let record = || telemetry.record_pick("http", &result, Duration::from_micros(1));
+    (0..100).for_each(|_| record());
+    let rounds = 20_000;
+    let t0 = Instant::now();
+    (0..rounds).for_each(|_| record());
+    t0.elapsed() / rounds
+}
+
 /// Resident memory with `n` endpoints' indexes full: (RSS KiB before, RSS KiB after, indexed
 /// blocks, index heap bytes).
 fn rss_with_full_index(n: usize) -> (Option<u64>, Option<u64>, usize, usize) {
@@ -189,6 +219,14 @@ fn main() {
     for (n, picks) in [(8, 20_000), (64, 10_000), (256, 4_000)] {
         let (p50, p99, blocks) = bench_picks(n, picks);
         println!("| {n} | {blocks} | {picks} | {} | {} |", us(p50), us(p99));
+    }
+
+    println!("\n## Pick telemetry\n");
+    println!("Recording one pick's metrics (outcome counter, latency, a score gauge per candidate; `record_pick`).\n");
+    println!("| endpoints | per pick (µs) |");
+    println!("|---:|---:|");
+    for n in [8, 64, 256] {
+        println!("| {n} | {} |", us(bench_telemetry(n)));
     }
 
     println!("\n## Prefix index memory\n");
