@@ -91,6 +91,19 @@ fn req(
     }
 }
 
+/// A request-body message (no mode change, no metadata).
+fn body_chunk(body: Vec<u8>, end_of_stream: bool) -> ProcessingRequest {
+    req(
+        processing_request::Request::RequestBody(HttpBody {
+            body,
+            end_of_stream,
+            ..Default::default()
+        }),
+        None,
+        None,
+    )
+}
+
 fn metadata(ns: &str, key: &str, values: &[String]) -> Metadata {
     let list = Value {
         kind: Some(Kind::ListValue(ListValue {
@@ -181,16 +194,7 @@ async fn full_duplex_pick(
     let chunks: Vec<&[u8]> = body.chunks(body.len() / 3 + 1).collect();
     let last = chunks.len() - 1;
     for (i, c) in chunks.iter().enumerate() {
-        s.send(req(
-            processing_request::Request::RequestBody(HttpBody {
-                body: c.to_vec(),
-                end_of_stream: i == last,
-                ..Default::default()
-            }),
-            None,
-            None,
-        ))
-        .await;
+        s.send(body_chunk(c.to_vec(), i == last)).await;
     }
     let first = s.recv_full().await;
     let r = first.response.as_ref().unwrap();
@@ -288,16 +292,7 @@ async fn buffered_mode_answers_headers_then_mutates_on_the_body() {
         }
         other => panic!("{other:?}"),
     }
-    s.send(req(
-        processing_request::Request::RequestBody(HttpBody {
-            body: chat_body("short"),
-            end_of_stream: true,
-            ..Default::default()
-        }),
-        None,
-        None,
-    ))
-    .await;
+    s.send(body_chunk(chat_body("short"), true)).await;
     let resp = s.recv_full().await;
     let r = resp.response.as_ref().unwrap();
     assert!(matches!(r, processing_response::Response::RequestBody(_)));
@@ -341,16 +336,7 @@ async fn subset_hint_is_honoured_and_an_unservable_subset_is_503() {
         Some(md),
     ))
     .await;
-    s.send(req(
-        processing_request::Request::RequestBody(HttpBody {
-            body,
-            end_of_stream: true,
-            ..Default::default()
-        }),
-        None,
-        None,
-    ))
-    .await;
+    s.send(body_chunk(body, true)).await;
     match s.recv().await {
         processing_response::Response::ImmediateResponse(ir) => {
             assert_eq!(ir.status.unwrap().code, 503);
@@ -373,14 +359,9 @@ async fn bad_bodies_get_400_naming_the_field_and_no_pods_get_503() {
         None,
     ))
     .await;
-    s.send(req(
-        processing_request::Request::RequestBody(HttpBody {
-            body: br#"{"messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
-            end_of_stream: true,
-            ..Default::default()
-        }),
-        None,
-        None,
+    s.send(body_chunk(
+        br#"{"messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+        true,
     ))
     .await;
     match s.recv().await {
@@ -418,16 +399,7 @@ async fn bad_bodies_get_400_naming_the_field_and_no_pods_get_503() {
         None,
     ))
     .await;
-    s.send(req(
-        processing_request::Request::RequestBody(HttpBody {
-            body: chat_body("x"),
-            end_of_stream: true,
-            ..Default::default()
-        }),
-        None,
-        None,
-    ))
-    .await;
+    s.send(body_chunk(chat_body("x"), true)).await;
     match s.recv().await {
         processing_response::Response::ImmediateResponse(ir) => {
             assert_eq!(ir.status.unwrap().code, 503)
@@ -479,29 +451,11 @@ async fn streamed_mode_acknowledges_chunks_and_full_duplex_handles_trailers() {
         processing_response::Response::RequestHeaders(_)
     ));
     let (a, b) = body.split_at(body.len() / 2);
-    s.send(req(
-        processing_request::Request::RequestBody(HttpBody {
-            body: a.to_vec(),
-            end_of_stream: false,
-            ..Default::default()
-        }),
-        None,
-        None,
-    ))
-    .await;
+    s.send(body_chunk(a.to_vec(), false)).await;
     let r = s.recv().await;
     assert!(matches!(r, processing_response::Response::RequestBody(_)));
     assert!(set_header(&r, "x-gateway-destination-endpoint").is_none());
-    s.send(req(
-        processing_request::Request::RequestBody(HttpBody {
-            body: b.to_vec(),
-            end_of_stream: true,
-            ..Default::default()
-        }),
-        None,
-        None,
-    ))
-    .await;
+    s.send(body_chunk(b.to_vec(), true)).await;
     let r = s.recv().await;
     let ep: Endpoint = set_header(&r, "x-gateway-destination-endpoint")
         .unwrap()
@@ -518,16 +472,7 @@ async fn streamed_mode_acknowledges_chunks_and_full_duplex_handles_trailers() {
         None,
     ))
     .await;
-    s.send(req(
-        processing_request::Request::RequestBody(HttpBody {
-            body: body.clone(),
-            end_of_stream: false,
-            ..Default::default()
-        }),
-        None,
-        None,
-    ))
-    .await;
+    s.send(body_chunk(body.clone(), false)).await;
     s.send(req(
         processing_request::Request::RequestTrailers(HttpTrailers::default()),
         None,

@@ -292,40 +292,23 @@ async fn binary_prints_its_addresses_and_rejects_bad_config() {
     child.kill().unwrap();
     let _ = child.wait();
 
+    // Start-up refusals: a non-zero exit with the offending field on stderr.
+    let refused = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     let bad = "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: d\n  plugins:\n  - pluginRef: queue\n";
-    let out = Command::new(bin)
-        .args([
-            "--endpoints",
-            "127.0.0.1:1",
-            "--config-text",
-            bad,
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["--endpoints", "127.0.0.1:1", "--config-text", bad]);
     assert!(
         err.contains("schedulingProfiles[0].plugins[0].pluginRef"),
         "{err}"
     );
-
-    let out = Command::new(bin)
-        .args([
-            "--endpoints",
-            "127.0.0.1:1,pod-b:80",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["--endpoints", "127.0.0.1:1,pod-b:80"]);
     assert!(
         err.contains("--endpoints:1") && err.contains("pod-b:80"),
         "{err}"
