@@ -52,41 +52,31 @@ fn rlp(name: &str, target: &str, body: &str) -> String {
 const GW_LIMIT: &str = "    gw:\n      rates: [{limit: 100, window: 1m}]\n    shared:\n      rates: [{limit: 50, window: 1m}]";
 const RT_LIMIT: &str = "    rt:\n      rates: [{limit: 10, window: 1m}]\n    shared:\n      rates: [{limit: 5, window: 1m}]";
 
+/// The limits in force when the gateway's policy has `gateway_spec` and route `chat`'s policy
+/// has [`RT_LIMIT`].
+fn with_route_limits(gateway_spec: &str) -> Vec<Value> {
+    limits(&format!(
+        "{}---\n{}",
+        rlp("g", "Gateway:gw", gateway_spec),
+        rlp("r", "HTTPRoute:chat", &format!("  limits:\n{RT_LIMIT}"))
+    ))
+}
+
 #[test]
 fn route_policy_replaces_gateway_defaults() {
-    let l = limits(&format!(
-        "{}---\n{}",
-        rlp(
-            "g",
-            "Gateway:gw",
-            &format!("  defaults:\n    limits:\n{}", nested(GW_LIMIT))
-        ),
-        rlp("r", "HTTPRoute:chat", &format!("  limits:\n{RT_LIMIT}"))
-    ));
+    let l = with_route_limits(&format!("  defaults:\n    limits:\n{}", nested(GW_LIMIT)));
     assert_eq!(names(&l), ["rt", "shared"]);
     assert_eq!(l[1]["rates"][0]["limit"], 5);
     // Implicit defaults behave the same.
-    let l = limits(&format!(
-        "{}---\n{}",
-        rlp("g", "Gateway:gw", &format!("  limits:\n{GW_LIMIT}")),
-        rlp("r", "HTTPRoute:chat", &format!("  limits:\n{RT_LIMIT}"))
-    ));
+    let l = with_route_limits(&format!("  limits:\n{GW_LIMIT}"));
     assert_eq!(names(&l), ["rt", "shared"]);
 }
 
 #[test]
 fn merge_defaults_keep_gateway_limits_the_route_does_not_name() {
-    let l = limits(&format!(
-        "{}---\n{}",
-        rlp(
-            "g",
-            "Gateway:gw",
-            &format!(
-                "  defaults:\n    strategy: merge\n    limits:\n{}",
-                nested(GW_LIMIT)
-            )
-        ),
-        rlp("r", "HTTPRoute:chat", &format!("  limits:\n{RT_LIMIT}"))
+    let l = with_route_limits(&format!(
+        "  defaults:\n    strategy: merge\n    limits:\n{}",
+        nested(GW_LIMIT)
     ));
     assert_eq!(names(&l), ["gw", "rt", "shared"]);
     let shared = l.iter().find(|x| x["name"] == "shared").unwrap();
@@ -98,28 +88,12 @@ fn merge_defaults_keep_gateway_limits_the_route_does_not_name() {
 
 #[test]
 fn gateway_overrides_win() {
-    let l = limits(&format!(
-        "{}---\n{}",
-        rlp(
-            "g",
-            "Gateway:gw",
-            &format!("  overrides:\n    limits:\n{}", nested(GW_LIMIT))
-        ),
-        rlp("r", "HTTPRoute:chat", &format!("  limits:\n{RT_LIMIT}"))
-    ));
+    let l = with_route_limits(&format!("  overrides:\n    limits:\n{}", nested(GW_LIMIT)));
     assert_eq!(names(&l), ["gw", "shared"]);
     assert_eq!(l[1]["rates"][0]["limit"], 50);
-    let l = limits(&format!(
-        "{}---\n{}",
-        rlp(
-            "g",
-            "Gateway:gw",
-            &format!(
-                "  overrides:\n    strategy: merge\n    limits:\n{}",
-                nested(GW_LIMIT)
-            )
-        ),
-        rlp("r", "HTTPRoute:chat", &format!("  limits:\n{RT_LIMIT}"))
+    let l = with_route_limits(&format!(
+        "  overrides:\n    strategy: merge\n    limits:\n{}",
+        nested(GW_LIMIT)
     ));
     assert_eq!(names(&l), ["gw", "rt", "shared"]);
     assert_eq!(
