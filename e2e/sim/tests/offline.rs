@@ -2,7 +2,7 @@
 //! prefixes are shared (a property of the model, not a timing).
 
 use infergate_sim::bench::cluster::{simulate, ClusterConfig, PreparedWorkload};
-use infergate_sim::bench::report::summarize;
+use infergate_sim::bench::report::{summarize, Summary};
 use infergate_sim::bench::routers;
 use infergate_sim::bench::workload::{generate, WorkloadKind, WorkloadSpec};
 use infergate_sim::bench::{run, stage_rates, BenchConfig};
@@ -34,6 +34,12 @@ fn prepared(kind: WorkloadKind, seed: u64, stage_seconds: f64) -> PreparedWorklo
     PreparedWorkload::new(generate(&spec), &c.model, c.engine.block_size)
 }
 
+/// Router `name` (seed 7) run on `w`, summarised over its 2 load stages.
+fn summary_of(c: &ClusterConfig, w: &PreparedWorkload, name: &str) -> Summary {
+    let mut router = routers::by_name(name, 7).unwrap();
+    summarize(&simulate(c, w, router.as_mut()).unwrap(), 2)
+}
+
 #[test]
 fn same_seed_gives_identical_runs_and_another_seed_does_not() {
     let c = cluster();
@@ -58,14 +64,8 @@ fn oracle_beats_round_robin_on_shared_prefixes() {
     let c = cluster();
     let w = prepared(WorkloadKind::SharedPrefix, 7, 20.0);
     assert!(w.workload.groups >= 5, "groups {}", w.workload.groups);
-    let rr = summarize(
-        &simulate(&c, &w, routers::by_name("round-robin", 7).unwrap().as_mut()).unwrap(),
-        2,
-    );
-    let oracle = summarize(
-        &simulate(&c, &w, routers::by_name("oracle", 7).unwrap().as_mut()).unwrap(),
-        2,
-    );
+    let rr = summary_of(&c, &w, "round-robin");
+    let oracle = summary_of(&c, &w, "oracle");
     assert_eq!(rr.unfinished + oracle.unfinished, 0);
     assert!(
         oracle.prefix_hit_rate > rr.prefix_hit_rate,
@@ -181,14 +181,8 @@ fn external_routers_plug_in_and_imbalance_is_reported() {
 fn host_shim_scheduler_beats_round_robin_on_shared_prefixes() {
     let c = cluster();
     let w = prepared(WorkloadKind::SharedPrefix, 7, 20.0);
-    let rr = summarize(
-        &simulate(&c, &w, routers::by_name("round-robin", 7).unwrap().as_mut()).unwrap(),
-        2,
-    );
-    let hs = summarize(
-        &simulate(&c, &w, routers::by_name("host-shim", 7).unwrap().as_mut()).unwrap(),
-        2,
-    );
+    let rr = summary_of(&c, &w, "round-robin");
+    let hs = summary_of(&c, &w, "host-shim");
     assert_eq!(rr.unfinished + hs.unfinished, 0);
     assert!(
         hs.prefix_hit_rate > rr.prefix_hit_rate,
