@@ -256,13 +256,7 @@ fn bearer(token: &str) -> String {
 // JWT.
 
 fn all_keys_jwks() -> Value {
-    testing::jwks(&[
-        (TestKey::Rsa, "rsa"),
-        (TestKey::P256, "ec256"),
-        (TestKey::P384, "ec384"),
-        (TestKey::Ed25519, "ed"),
-        (TestKey::Hmac, "hs"),
-    ])
+    testing::jwks(&testing::ALL_KEYS)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,15 +270,7 @@ async fn jwt_with_inline_jwks_accepts_each_algorithm_and_refuses_bad_tokens() ->
         "jwks": all_keys_jwks()}}]});
     let envoy = gateway(&pod, auth, vec![]).await?;
 
-    let good = [
-        (TestKey::Rsa, Alg::RS256, "rsa"),
-        (TestKey::Rsa, Alg::RS512, "rsa"),
-        (TestKey::Rsa, Alg::PS256, "rsa"),
-        (TestKey::P256, Alg::ES256, "ec256"),
-        (TestKey::P384, Alg::ES384, "ec384"),
-        (TestKey::Ed25519, Alg::EdDSA, "ed"),
-        (TestKey::Hmac, Alg::HS256, "hs"),
-    ];
+    let good = testing::ALL_SIGNERS;
     for (key, alg, kid) in good {
         let token = testing::sign(key, alg, Some(kid), &claims(&format!("user-{kid}")));
         let (status, _, body) =

@@ -133,6 +133,27 @@ impl TestKey {
     }
 }
 
+/// Every test key with the `kid` the test JWKS documents give it.
+pub const ALL_KEYS: [(TestKey, &str); 5] = [
+    (TestKey::Rsa, "rsa"),
+    (TestKey::P256, "ec256"),
+    (TestKey::P384, "ec384"),
+    (TestKey::Ed25519, "ed"),
+    (TestKey::Hmac, "hs"),
+];
+
+/// Every supported algorithm with the key (and its `kid` in [`ALL_KEYS`]) that signs it.
+pub const ALL_SIGNERS: [(TestKey, Alg, &str); 8] = [
+    (TestKey::Rsa, Alg::RS256, "rsa"),
+    (TestKey::Rsa, Alg::RS384, "rsa"),
+    (TestKey::Rsa, Alg::RS512, "rsa"),
+    (TestKey::Rsa, Alg::PS256, "rsa"),
+    (TestKey::P256, Alg::ES256, "ec256"),
+    (TestKey::P384, Alg::ES384, "ec384"),
+    (TestKey::Ed25519, Alg::EdDSA, "ed"),
+    (TestKey::Hmac, Alg::HS256, "hs"),
+];
+
 /// A JWKS document holding `keys` as `(key, kid)`.
 pub fn jwks(keys: &[(TestKey, &str)]) -> Value {
     json!({"keys": keys.iter().map(|(k, kid)| k.jwk(kid)).collect::<Vec<_>>()})

@@ -19,18 +19,7 @@ fn claims() -> Value {
 }
 
 fn all_keys() -> KeySet {
-    KeySet::from_json(
-        testing::jwks(&[
-            (TestKey::Rsa, "rsa"),
-            (TestKey::P256, "ec256"),
-            (TestKey::P384, "ec384"),
-            (TestKey::Ed25519, "ed"),
-            (TestKey::Hmac, "hs"),
-        ])
-        .to_string()
-        .as_bytes(),
-    )
-    .unwrap()
+    KeySet::from_json(testing::jwks(&testing::ALL_KEYS).to_string().as_bytes()).unwrap()
 }
 
 #[test]
@@ -39,16 +28,7 @@ fn every_algorithm_verifies_with_its_key() {
     let mut all = Alg::asymmetric();
     all.push(Alg::HS256);
     let v = validation(all);
-    for (key, alg, kid) in [
-        (TestKey::Rsa, Alg::RS256, "rsa"),
-        (TestKey::Rsa, Alg::RS384, "rsa"),
-        (TestKey::Rsa, Alg::RS512, "rsa"),
-        (TestKey::Rsa, Alg::PS256, "rsa"),
-        (TestKey::P256, Alg::ES256, "ec256"),
-        (TestKey::P384, Alg::ES384, "ec384"),
-        (TestKey::Ed25519, Alg::EdDSA, "ed"),
-        (TestKey::Hmac, Alg::HS256, "hs"),
-    ] {
+    for (key, alg, kid) in testing::ALL_SIGNERS {
         let token = testing::sign(key, alg, Some(kid), &claims());
         let c = verify(&token, &keys, &v, NOW).unwrap_or_else(|e| panic!("{alg:?}: {e:?}"));
         assert_eq!(c["sub"], "alice");
