@@ -7,7 +7,6 @@ use crate::bench::workload::WorkloadKind;
 use crate::bench::{
     cluster::ClusterConfig, describe, plot, report, routers, run_with, workload_for, BenchConfig,
 };
-use crate::cost;
 use crate::engine::EngineConfig;
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
@@ -93,18 +92,8 @@ pub type ExtraRouter = (String, Box<dyn Fn(u64) -> Box<dyn Router>>);
 /// Bad flags or configuration, unknown routers, or failure to write the report.
 pub fn main_with(extra: Vec<ExtraRouter>) -> Result<()> {
     let args = Args::parse();
-    let profile = cost::profile(&args.profile).ok_or_else(|| {
-        anyhow!(
-            "unknown profile {:?}; known: {:?}",
-            args.profile,
-            cost::PROFILES.map(|p| p.name)
-        )
-    })?;
-    let mut engine = EngineConfig::from_profile(&profile);
-    if let Some(b) = args.kv_blocks {
-        engine.num_gpu_blocks = b;
-        engine.max_model_len = engine.max_model_len.min(b * engine.block_size);
-    }
+    let (profile, engine) = EngineConfig::for_profile_name(&args.profile, args.kv_blocks)
+        .map_err(anyhow::Error::msg)?;
     let cfg = BenchConfig {
         cluster: ClusterConfig {
             engines: args.engines,

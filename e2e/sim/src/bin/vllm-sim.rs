@@ -2,7 +2,6 @@
 
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
-use infergate_sim::cost;
 use infergate_sim::engine::EngineConfig;
 use infergate_sim::server::{serve, ServerConfig};
 use std::io::Write as _;
@@ -60,18 +59,8 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let profile = cost::profile(&args.profile).ok_or_else(|| {
-        anyhow!(
-            "unknown profile {:?}; known: {:?}",
-            args.profile,
-            cost::PROFILES.map(|p| p.name)
-        )
-    })?;
-    let mut engine = EngineConfig::from_profile(&profile);
-    if let Some(b) = args.num_gpu_blocks {
-        engine.num_gpu_blocks = b;
-        engine.max_model_len = engine.max_model_len.min(b * engine.block_size);
-    }
+    let (_, mut engine) = EngineConfig::for_profile_name(&args.profile, args.num_gpu_blocks)
+        .map_err(anyhow::Error::msg)?;
     engine.max_num_seqs = args.max_num_seqs.unwrap_or(engine.max_num_seqs);
     engine.max_num_batched_tokens = args
         .max_num_batched_tokens

@@ -52,6 +52,26 @@ impl EngineConfig {
         }
     }
 
+    /// The profile named `name` with its engine defaults, `num_gpu_blocks` overriding the KV
+    /// capacity (and capping `max_model_len`) when given. The error lists the known profiles.
+    pub fn for_profile_name(
+        name: &str,
+        num_gpu_blocks: Option<usize>,
+    ) -> Result<(Profile, Self), String> {
+        let profile = crate::cost::profile(name).ok_or_else(|| {
+            format!(
+                "unknown profile {name:?}; known: {:?}",
+                crate::cost::PROFILES.map(|p| p.name)
+            )
+        })?;
+        let mut engine = Self::from_profile(&profile);
+        if let Some(b) = num_gpu_blocks {
+            engine.num_gpu_blocks = b;
+            engine.max_model_len = engine.max_model_len.min(b * engine.block_size);
+        }
+        Ok((profile, engine))
+    }
+
     /// Checks the limits are usable together.
     pub fn validate(&self) -> Result<(), String> {
         if self.block_size == 0 || self.num_gpu_blocks == 0 {
