@@ -120,12 +120,8 @@ impl Context for AffinityRoot {
         else {
             return;
         };
-        let ok = self
-            .get_http_call_response_header(":status")
-            .is_some_and(|s| s == "200");
-        let body = self
-            .get_http_call_response_body(0, body_size)
-            .unwrap_or_default();
+        let (status, body) = glue::call_response(self, body_size);
+        let ok = status == Some(200);
         let list = infergate_core::endpoint::parse_list(&body);
         // Keep the last good list: an error or an empty answer changes nothing.
         if ok && !list.is_empty() {

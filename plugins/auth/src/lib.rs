@@ -105,12 +105,7 @@ impl Context for AuthRoot {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let status = self
-            .get_http_call_response_header(":status")
-            .and_then(|s| s.parse::<u32>().ok());
-        let body = self
-            .get_http_call_response_body(0, body_size)
-            .unwrap_or_default();
+        let (status, body) = glue::call_response(self, body_size);
         let now = now_secs(self);
         let ok = self.fetcher.on_response(token_id, status, &body, now);
         match ok {
@@ -434,12 +429,7 @@ impl Context for AuthFilter {
         let (Some(shared), Some(callout)) = (self.shared.clone(), self.pending.take()) else {
             return;
         };
-        let status = self
-            .get_http_call_response_header(":status")
-            .and_then(|s| s.parse::<u32>().ok());
-        let body = self
-            .get_http_call_response_body(0, body_size)
-            .unwrap_or_default();
+        let (status, body) = glue::call_response(self, body_size);
         let review = shared.auth.read_review(&callout, status, &body);
         self.in_callback = true;
         let _ = self.reviewed(&shared, callout, review);

@@ -6,7 +6,7 @@
 use infergate_core::config::{self, Validate};
 use infergate_core::openai_error::{self, ErrorKind};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::HttpContext;
+use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::LogLevel;
 use serde::de::DeserializeOwned;
 
@@ -72,6 +72,18 @@ pub fn send_bad_request<C: HttpContext + ?Sized>(ctx: &C, body: &[u8]) {
         vec![("content-type", "application/json")],
         Some(body),
     );
+}
+
+/// A finished callout's answer, read in `on_http_call_response`: its `:status` (when it
+/// parses) and its body.
+pub fn call_response<C: Context + ?Sized>(ctx: &C, body_size: usize) -> (Option<u32>, Vec<u8>) {
+    let status = ctx
+        .get_http_call_response_header(":status")
+        .and_then(|s| s.parse().ok());
+    let body = ctx
+        .get_http_call_response_body(0, body_size)
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Defines a counter metric, or `None` if the host refuses (the plugin then runs without it).

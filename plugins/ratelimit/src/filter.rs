@@ -145,12 +145,9 @@ impl RateLimitFilter {
         }
     }
 
-    fn local_error(&self, status: ErrorKind, body: &[u8]) -> Action {
-        self.send_http_response(
-            status.status(),
-            vec![("content-type", "application/json")],
-            Some(body),
-        );
+    /// Answers 400 with the body parser's error.
+    fn bad_request(&self, body: &[u8]) -> Action {
+        glue::send_bad_request(self, body);
         Action::Pause
     }
 
@@ -158,7 +155,7 @@ impl RateLimitFilter {
     fn decide_with_body(&mut self, shared: &Shared, api: ApiKind, body: &[u8]) -> Action {
         let parsed = match parse_request_capped(api, body, MAX_SUMMARY_PROMPT_BYTES) {
             Ok(p) => p,
-            Err(e) => return self.local_error(ErrorKind::BadRequest, &e.to_openai_body()),
+            Err(e) => return self.bad_request(&e.to_openai_body()),
         };
         // Hand the parse to the affinity filter further down the chain (filter state), so
         // the body is parsed once.
@@ -282,7 +279,7 @@ impl RateLimitFilter {
                 Err(e) => {
                     self.settle_with(Settlement::KeepEstimate(String::new()));
                     self.answered = true;
-                    return Err(self.local_error(ErrorKind::BadRequest, &e.to_openai_body()));
+                    return Err(self.bad_request(&e.to_openai_body()));
                 }
             }
         }
