@@ -2,7 +2,7 @@
 //! configuration and manifests.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use infergate_policies::resources::Bundle;
 use infergate_policies::{render, Options};
 use std::collections::BTreeMap;
@@ -19,25 +19,11 @@ struct Cli {
 enum Command {
     /// Render plugin configs, Istio / Envoy Gateway manifests, host-shim and a demo config.
     Render {
-        /// Input YAML files or folders (multi-document; folders are read recursively).
-        #[arg(long = "in", required = true, num_args = 1..)]
-        inputs: Vec<PathBuf>,
+        #[command(flatten)]
+        input: Translation,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
-        /// Gateway to render (`name` or `namespace/name`); needed when the input has several.
-        #[arg(long)]
-        gateway: Option<String>,
-        /// Pods' addresses (`ip:port`, comma separated): the affinity fallback and host-shim's list.
-        #[arg(long, value_delimiter = ',')]
-        endpoints: Vec<String>,
-        /// File with the service-account token the gateway presents to the kube-apiserver
-        /// (TokenReview / SubjectAccessReview).
-        #[arg(long)]
-        kube_token_file: Option<PathBuf>,
-        /// JWKS URL of a JWT issuer (`ISSUER=URL`, repeatable).
-        #[arg(long = "jwks-url")]
-        jwks_urls: Vec<String>,
         /// Base of the plugin images (`<base>/infergate-<plugin>:<tag>`).
         #[arg(long)]
         wasm_image_base: Option<String>,
@@ -47,70 +33,72 @@ enum Command {
     },
     /// Check the input translates, print the plugin configurations, write nothing.
     Check {
-        /// Input YAML files or folders.
-        #[arg(long = "in", required = true, num_args = 1..)]
-        inputs: Vec<PathBuf>,
-        /// Gateway to render.
-        #[arg(long)]
-        gateway: Option<String>,
-        /// Pods' addresses.
-        #[arg(long, value_delimiter = ',')]
-        endpoints: Vec<String>,
-        /// Service-account token file.
-        #[arg(long)]
-        kube_token_file: Option<PathBuf>,
-        /// JWKS URL of a JWT issuer (`ISSUER=URL`).
-        #[arg(long = "jwks-url")]
-        jwks_urls: Vec<String>,
+        #[command(flatten)]
+        input: Translation,
     },
 }
 
-fn options(
+/// What both commands translate, and how.
+#[derive(Args, Debug)]
+struct Translation {
+    /// Input YAML files or folders (multi-document; folders are read recursively).
+    #[arg(long = "in", required = true, num_args = 1..)]
+    inputs: Vec<PathBuf>,
+    /// Gateway to render (`name` or `namespace/name`); needed when the input has several.
+    #[arg(long)]
     gateway: Option<String>,
+    /// Pods' addresses (`ip:port`, comma separated): the affinity fallback and host-shim's list.
+    #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
-    token: Option<PathBuf>,
-    jwks: Vec<String>,
-) -> Result<Options> {
-    let mut o = Options {
-        gateway,
-        endpoints,
-        ..Options::default()
-    };
-    if let Some(f) = token {
-        let t = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-        o.kube_token = Some(t.trim().to_string());
-    }
-    let mut map = BTreeMap::new();
-    for j in jwks {
-        let Some((issuer, url)) = j.split_once('=') else {
-            bail!("--jwks-url `{j}`: expected ISSUER=URL");
+    /// File with the service-account token the gateway presents to the kube-apiserver
+    /// (TokenReview / SubjectAccessReview).
+    #[arg(long)]
+    kube_token_file: Option<PathBuf>,
+    /// JWKS URL of a JWT issuer (`ISSUER=URL`, repeatable).
+    #[arg(long = "jwks-url")]
+    jwks_urls: Vec<String>,
+}
+
+impl Translation {
+    /// The loaded resources and the translation options the flags describe.
+    fn load(self) -> Result<(Bundle, Options)> {
+        let mut o = Options {
+            gateway: self.gateway,
+            endpoints: self.endpoints,
+            ..Options::default()
         };
-        map.insert(issuer.to_string(), url.to_string());
+        if let Some(f) = self.kube_token_file {
+            let t =
+                std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            o.kube_token = Some(t.trim().to_string());
+        }
+        let mut map = BTreeMap::new();
+        for j in self.jwks_urls {
+            let Some((issuer, url)) = j.split_once('=') else {
+                bail!("--jwks-url `{j}`: expected ISSUER=URL");
+            };
+            map.insert(issuer.to_string(), url.to_string());
+        }
+        o.jwks_urls = map;
+        Ok((Bundle::load(&self.inputs)?, o))
     }
-    o.jwks_urls = map;
-    Ok(o)
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Render {
-            inputs,
+            input,
             out,
-            gateway,
-            endpoints,
-            kube_token_file,
-            jwks_urls,
             wasm_image_base,
             host_shim_image,
         } => {
-            let mut o = options(gateway, endpoints, kube_token_file, jwks_urls)?;
+            let (bundle, mut o) = input.load()?;
             if let Some(b) = wasm_image_base {
                 o.wasm_image_base = b;
             }
             if let Some(i) = host_shim_image {
                 o.host_shim_image = i;
             }
-            let bundle = Bundle::load(&inputs)?;
             let r = render(&bundle, &o)?;
             infergate_policies::render::write(&r, &out)
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -119,15 +107,9 @@ fn main() -> Result<()> {
                 println!("  {}", out.join(f).display());
             }
         }
-        Command::Check {
-            inputs,
-            gateway,
-            endpoints,
-            kube_token_file,
-            jwks_urls,
-        } => {
-            let o = options(gateway, endpoints, kube_token_file, jwks_urls)?;
-            let r = render(&Bundle::load(&inputs)?, &o)?;
+        Command::Check { input } => {
+            let (bundle, o) = input.load()?;
+            let r = render(&bundle, &o)?;
             for (name, cfg) in &r.plugins {
                 println!("{name}: {cfg}");
             }
