@@ -219,15 +219,7 @@ impl RateLimitFilter {
             return Action::Continue;
         };
         for (i, call) in calls.iter().enumerate() {
-            let message = global::message(g, &call.descriptors, call.hits);
-            let sent = self.dispatch_grpc_call(
-                &g.cluster,
-                global::SERVICE,
-                global::METHOD,
-                Vec::new(),
-                Some(&message),
-                global::timeout(g),
-            );
+            let sent = global::dispatch(self, g, &call.descriptors, call.hits);
             match sent {
                 Ok(token) => self.global_pending.push((token, i)),
                 Err(_) => {

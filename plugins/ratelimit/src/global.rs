@@ -7,26 +7,37 @@
 use infergate_core::ratelimit::config::{Counts, GlobalConfig};
 use infergate_core::ratelimit::decision::RateStatus;
 use infergate_core::ratelimit::rls::{self, Code, Descriptor};
+use proxy_wasm::traits::Context;
+use proxy_wasm::types::Status;
 use std::time::Duration;
 
 /// gRPC service and method of the rate limit service.
-pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
+const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 /// The method.
-pub const METHOD: &str = "ShouldRateLimit";
+const METHOD: &str = "ShouldRateLimit";
 
-/// The `ShouldRateLimit` request message. Send it with the context's own
-/// `dispatch_grpc_call` (the SDK routes the answer back only to the context that called).
-pub fn message(g: &GlobalConfig, descriptors: &[Descriptor], hits: u64) -> Vec<u8> {
-    rls::encode_request(
+/// Sends one `ShouldRateLimit` call for `descriptors` with `hits`, through the context's own
+/// `dispatch_grpc_call` (the SDK routes the answer back only to the context that called);
+/// the call's token, or why it could not be sent.
+pub fn dispatch<C: Context + ?Sized>(
+    ctx: &C,
+    g: &GlobalConfig,
+    descriptors: &[Descriptor],
+    hits: u64,
+) -> Result<u32, Status> {
+    let message = rls::encode_request(
         &g.domain,
         descriptors,
         u32::try_from(hits).unwrap_or(u32::MAX),
+    );
+    ctx.dispatch_grpc_call(
+        &g.cluster,
+        SERVICE,
+        METHOD,
+        Vec::new(),
+        Some(&message),
+        Duration::from_millis(g.timeout_ms),
     )
-}
-
-/// The call timeout.
-pub fn timeout(g: &GlobalConfig) -> Duration {
-    Duration::from_millis(g.timeout_ms)
 }
 
 /// What a `ShouldRateLimit` answer means for the request.

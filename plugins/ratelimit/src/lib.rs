@@ -125,15 +125,7 @@ impl RootContext for RateLimitRoot {
             let Some((descriptors, hits)) = shared.settlements.borrow_mut().pop_front() else {
                 break;
             };
-            let message = global::message(g, &descriptors, hits);
-            let _ = self.dispatch_grpc_call(
-                &g.cluster,
-                global::SERVICE,
-                global::METHOD,
-                Vec::new(),
-                Some(&message),
-                global::timeout(g),
-            );
+            let _ = global::dispatch(self, g, &descriptors, hits);
         }
     }
 
