@@ -1,5 +1,6 @@
 //! Global rate limits: two Envoys share one budget exactly through an Envoy RLS v3 service
-//! counting in a real Redis; the service down fails open or closed as configured.
+//! counting in a real Redis; the service down fails open or closed as configured; token usage
+//! above the estimate is settled with the service afterwards.
 
 mod common;
 
@@ -7,11 +8,12 @@ use common::*;
 use infergate_core::config::parse;
 use infergate_core::ratelimit::RateLimitConfig;
 use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, WasmFilter};
-use infergate_e2e::redis::RedisServer;
+use infergate_e2e::redis::{RedisClient, RedisServer, Reply};
 use infergate_e2e::rls::RlsServer;
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 
@@ -26,6 +28,11 @@ fn ratelimit_config(failure_mode: &str) -> Value {
 }
 
 async fn gateway(pod: &Upstream, rls: SocketAddr, failure_mode: &str) -> anyhow::Result<Envoy> {
+    gateway_with(pod, rls, ratelimit_config(failure_mode)).await
+}
+
+/// auth → ratelimit (`ratelimit` as its configuration) → affinity, the RLS at `rls`.
+async fn gateway_with(pod: &Upstream, rls: SocketAddr, ratelimit: Value) -> anyhow::Result<Envoy> {
     let auth = json!({"methods": [{"name": "keys", "apiKey": {"keys": [
         {"sha256": digest("alice-key"), "identity": {"userid": "alice"}}]}}]});
     let spec = GatewaySpec {
@@ -38,10 +45,7 @@ async fn gateway(pod: &Upstream, rls: SocketAddr, failure_mode: &str) -> anyhow:
         ..GatewaySpec::default()
     }
     .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
-    .with_filter(WasmFilter::plugin(
-        "ratelimit",
-        ratelimit_config(failure_mode).to_string(),
-    )?)
+    .with_filter(WasmFilter::plugin("ratelimit", ratelimit.to_string())?)
     .with_filter(WasmFilter::plugin(
         "affinity",
         json!({"endpoints": [pod.addr.to_string()]}).to_string(),
@@ -124,5 +128,52 @@ async fn rate_limit_service_down_fails_closed_or_open_as_configured() -> anyhow:
         1,
         "only the fail-open request reached the pod"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_usage_above_the_estimate_is_settled_with_the_service() -> anyhow::Result<()> {
+    let rl = json!({
+        "limits": [{"name": "tokens", "rates": [{"limit": 100_000, "window": "1h"}],
+                    "counters": ["auth.identity.userid"], "counts": "tokens"}],
+        // No max_tokens in the request: the estimate's completion part is 1 token, the pod
+        // generates 8, so the real usage is above what was charged.
+        "defaultMaxTokens": 1,
+        "global": {"cluster": "ratelimit", "domain": "infergate", "timeoutMs": 500}
+    });
+    let redis = RedisServer::start()?;
+    let config: RateLimitConfig = parse(rl.to_string().as_bytes())?;
+    let rls = RlsServer::start("infergate", &config, redis.socket()).await?;
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let envoy = gateway_with(&pod, rls.addr, rl).await?;
+    let r = http_client()
+        .post(format!("{}/v1/chat/completions", envoy.http_url()))
+        .bearer_auth("alice-key")
+        .json(&json!({"model": MODEL, "messages": [{"role": "user", "content": "Hello!"}]}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let used = r.json::<Value>().await?["usage"]["total_tokens"]
+        .as_u64()
+        .expect("usage");
+    // The check, then the settlement from the root context's timer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rls.calls() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(rls.calls(), 2, "{}", envoy.log());
+    // The service's counter now holds the real usage: estimate plus the settled rest.
+    let mut client = RedisClient::connect(&redis.socket())?;
+    let Reply::Array(keys) = client.command(&[b"KEYS", b"infergate|tokens|*"])? else {
+        panic!("KEYS answered something else");
+    };
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let Reply::Bulk(Some(key)) = &keys[0] else {
+        panic!("{keys:?}")
+    };
+    let Reply::Bulk(Some(count)) = client.command(&[b"GET", key])? else {
+        panic!("no count")
+    };
+    assert_eq!(String::from_utf8(count)?.parse::<u64>()?, used);
     Ok(())
 }
