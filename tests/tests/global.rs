@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use infergate_core::config::parse;
 use infergate_core::ratelimit::RateLimitConfig;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, WasmFilter};
+use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec};
 use infergate_e2e::redis::{RedisClient, RedisServer, Reply};
 use infergate_e2e::rls::RlsServer;
 use infergate_e2e::upstream::Upstream;
@@ -43,14 +43,9 @@ async fn gateway_with(pod: &Upstream, rls: SocketAddr, ratelimit: Value) -> anyh
             http2: true,
         }],
         ..GatewaySpec::default()
-    }
-    .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
-    .with_filter(WasmFilter::plugin("ratelimit", ratelimit.to_string())?)
-    .with_filter(WasmFilter::plugin(
-        "affinity",
-        json!({"endpoints": [pod.addr.to_string()]}).to_string(),
-    )?);
-    Envoy::start(&spec).await
+    };
+    let affinity = json!({"endpoints": [pod.addr.to_string()]});
+    Envoy::start(&with_chain(spec, &auth, &ratelimit, &affinity)?).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

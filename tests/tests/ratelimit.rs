@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use infergate_e2e::envoy::{Envoy, GatewaySpec, WasmFilter};
+use infergate_e2e::envoy::{Envoy, GatewaySpec};
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,14 +20,9 @@ async fn gateway(pod: &Upstream, limits: Value, style: &str) -> anyhow::Result<E
     let spec = GatewaySpec {
         concurrency: 2,
         ..GatewaySpec::default()
-    }
-    .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
-    .with_filter(WasmFilter::plugin("ratelimit", rl.to_string())?)
-    .with_filter(WasmFilter::plugin(
-        "affinity",
-        json!({"endpoints": [pod.addr.to_string()]}).to_string(),
-    )?);
-    Envoy::start(&spec).await
+    };
+    let affinity = json!({"endpoints": [pod.addr.to_string()]});
+    Envoy::start(&with_chain(spec, &auth, &rl, &affinity)?).await
 }
 
 fn per_user(limit: u64, window: &str) -> Value {
@@ -89,10 +84,12 @@ async fn exactly_n_of_64_concurrent_requests_pass_across_two_workers() -> anyhow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_rolls_over_exactly() -> anyhow::Result<()> {
     let pod = Upstream::start("pod-1", MODEL).await?;
-    let envoy = gateway(&pod, per_user(3, "2s"), "draft").await?;
+    // Each burst must land inside one window even when the machine is busy with the other
+    // tests' Envoys: 5 s windows, and the first burst starts with at least 3.5 s left.
+    let envoy = gateway(&pod, per_user(3, "5s"), "draft").await?;
     let url = format!("{}/v1/chat/completions", envoy.http_url());
-    let window = Duration::from_secs(2);
-    align_to_window(window, Duration::from_millis(1200)).await;
+    let window = Duration::from_secs(5);
+    align_to_window(window, Duration::from_millis(3500)).await;
     let mut first = burst(std::slice::from_ref(&url), "alice-key", 5).await;
     first.sort();
     assert_eq!(first, vec![200, 200, 200, 429, 429]);

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use futures_util::future::join_all;
-use infergate_e2e::envoy::{Envoy, GatewaySpec, WasmFilter};
+use infergate_e2e::envoy::{Envoy, GatewaySpec};
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 
@@ -30,11 +30,8 @@ async fn gateway_with(budget: u64, affinity: Value) -> anyhow::Result<Envoy> {
     let spec = GatewaySpec {
         concurrency: 2,
         ..GatewaySpec::default()
-    }
-    .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
-    .with_filter(WasmFilter::plugin("ratelimit", rl.to_string())?)
-    .with_filter(WasmFilter::plugin("affinity", affinity.to_string())?);
-    Envoy::start(&spec).await
+    };
+    Envoy::start(&with_chain(spec, &auth, &rl, &affinity)?).await
 }
 
 fn body(max_tokens: u64, stream: bool, include_usage: bool) -> Value {
@@ -280,14 +277,8 @@ async fn usage_is_exported_per_user_and_model_with_bounded_cardinality() -> anyh
     let auth = json!({"methods": [{"name": "keys", "apiKey": {"keys": keys.iter().enumerate().map(|(i, k)|
         json!({"sha256": digest(k), "identity": {"userid": format!("user{i}")}})).collect::<Vec<_>>()}}]});
     let rl = json!({"limits": [], "usageStats": {"users": ["user0"], "models": [MODEL], "maxTracked": 1}});
-    let spec = GatewaySpec::default()
-        .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
-        .with_filter(WasmFilter::plugin("ratelimit", rl.to_string())?)
-        .with_filter(WasmFilter::plugin(
-            "affinity",
-            json!({"endpoints": [pod.addr.to_string()]}).to_string(),
-        )?);
-    let envoy = Envoy::start(&spec).await?;
+    let affinity = json!({"endpoints": [pod.addr.to_string()]});
+    let envoy = Envoy::start(&with_chain(GatewaySpec::default(), &auth, &rl, &affinity)?).await?;
     let mut completion_by_user = Vec::new();
     for k in &keys {
         let r = http_client()

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use infergate_e2e::envoy::{GatewaySpec, WasmFilter};
 use infergate_e2e::tls::TlsFiles;
 use std::time::Duration;
 
@@ -25,6 +26,19 @@ pub fn http_client() -> reqwest::Client {
 /// SHA-256 hex of an API key, as the auth plugin's configuration stores it.
 pub fn digest(key: &str) -> String {
     infergate_core::auth::apikey::KeyDigest::of(key.as_bytes()).to_hex()
+}
+
+/// `spec` with the chain most tests run: auth → ratelimit → affinity, with these configurations.
+pub fn with_chain(
+    spec: GatewaySpec,
+    auth: &serde_json::Value,
+    ratelimit: &serde_json::Value,
+    affinity: &serde_json::Value,
+) -> anyhow::Result<GatewaySpec> {
+    Ok(spec
+        .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
+        .with_filter(WasmFilter::plugin("ratelimit", ratelimit.to_string())?)
+        .with_filter(WasmFilter::plugin("affinity", affinity.to_string())?))
 }
 
 /// A chat completion request body.
