@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{eventually, FakePod, Shim};
+use common::{three_pods, Shim};
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue, Metadata};
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
@@ -162,21 +162,6 @@ fn lb_metadata(r: &ProcessingResponse) -> String {
         Some(Kind::StringValue(s)) => s.clone(),
         other => panic!("unexpected {other:?}"),
     }
-}
-
-async fn three_pods() -> ([FakePod; 3], Shim) {
-    let pods = [
-        FakePod::start().await,
-        FakePod::start().await,
-        FakePod::start().await,
-    ];
-    let shim = Shim::start(
-        &[&pods[0], &pods[1], &pods[2]],
-        SchedulerConfig::guide_default(),
-    )
-    .await;
-    eventually("pods ready", || shim.ready_count() == 3).await;
-    (pods, shim)
 }
 
 /// Full-duplex streamed request: returns the picked endpoint and the echoed body.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{eventually, http, FakePod, Shim};
+use common::{eventually, http, three_pods, FakePod, Shim};
 use host_shim::endpoint::Endpoint;
 use host_shim::scheduler::config::SchedulerConfig;
 use host_shim::scheduler::PickRequest;
@@ -45,17 +45,7 @@ async fn pick(
 
 #[tokio::test]
 async fn pick_api_follows_served_reports_and_load() {
-    let pods = [
-        FakePod::start().await,
-        FakePod::start().await,
-        FakePod::start().await,
-    ];
-    let shim = Shim::start(
-        &[&pods[0], &pods[1], &pods[2]],
-        SchedulerConfig::guide_default(),
-    )
-    .await;
-    eventually("all pods ready", || shim.ready_count() == 3).await;
+    let (pods, shim) = three_pods().await;
 
     let req = request(&long(1));
     let (status, first, headers, _) = pick(&shim, &req, "").await;

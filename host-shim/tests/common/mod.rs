@@ -194,6 +194,22 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("never happened: {what}");
 }
 
+/// Three fake pods and a host-shim (guide profile) that has scraped all of them.
+pub async fn three_pods() -> ([FakePod; 3], Shim) {
+    let pods = [
+        FakePod::start().await,
+        FakePod::start().await,
+        FakePod::start().await,
+    ];
+    let shim = Shim::start(
+        &[&pods[0], &pods[1], &pods[2]],
+        SchedulerConfig::guide_default(),
+    )
+    .await;
+    eventually("pods ready", || shim.ready_count() == 3).await;
+    (pods, shim)
+}
+
 /// A plain HTTP/1.1 exchange; returns status, headers and body.
 pub async fn http(
     addr: SocketAddr,
