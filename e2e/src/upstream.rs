@@ -59,9 +59,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// Its name, returned in `x-served-by`.
     pub name: String,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    recording: Arc<AtomicBool>,
-    kv_blocks: Arc<AtomicU64>,
+    state: Arc<State>,
     task: JoinHandle<()>,
 }
 
@@ -75,17 +73,15 @@ impl Upstream {
     pub async fn start_on(name: &str, model: &str, addr: SocketAddr) -> Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let recording = Arc::new(AtomicBool::new(true));
-        let kv_blocks = Arc::new(AtomicU64::new(DEFAULT_KV_BLOCKS));
         let state = Arc::new(State {
             name: name.to_string(),
             model: model.to_string(),
-            requests: requests.clone(),
-            recording: recording.clone(),
-            kv_blocks: kv_blocks.clone(),
+            requests: Mutex::new(Vec::new()),
+            recording: AtomicBool::new(true),
+            kv_blocks: AtomicU64::new(DEFAULT_KV_BLOCKS),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
         });
+        let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -103,9 +99,7 @@ impl Upstream {
         Ok(Self {
             addr,
             name: name.to_string(),
-            requests,
-            recording,
-            kv_blocks,
+            state: shared,
             task,
         })
     }
@@ -113,17 +107,21 @@ impl Upstream {
     /// Sets the KV capacity its metrics report (`vllm:cache_config_info` `num_gpu_blocks`, of
     /// 16 tokens each).
     pub fn set_kv_blocks(&self, blocks: u64) {
-        self.kv_blocks.store(blocks, Ordering::Relaxed);
+        self.state.kv_blocks.store(blocks, Ordering::Relaxed);
     }
 
     /// Stops keeping a copy of every request (benchmarks send gigabytes of prompts).
     pub fn stop_recording(&self) {
-        self.recording.store(false, Ordering::Relaxed);
+        self.state.recording.store(false, Ordering::Relaxed);
     }
 
     /// Requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -139,9 +137,9 @@ const DEFAULT_KV_BLOCKS: u64 = 4096;
 struct State {
     name: String,
     model: String,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    recording: Arc<AtomicBool>,
-    kv_blocks: Arc<AtomicU64>,
+    requests: Mutex<Vec<Recorded>>,
+    recording: AtomicBool,
+    kv_blocks: AtomicU64,
     in_flight: std::sync::atomic::AtomicUsize,
 }
 
