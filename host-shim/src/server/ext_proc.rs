@@ -367,8 +367,7 @@ impl EppSession {
             return Ok(req);
         };
         // Only the hashed window of the prompt is kept; the estimate covers all of it.
-        let window = hasher.block_size.saturating_mul(hasher.max_blocks);
-        let parsed = parse_request_capped(api, &self.body, window)
+        let parsed = parse_request_capped(api, &self.body, hasher.window_bytes())
             .map_err(|e| (e.to_string(), String::new()))?;
         req.block_hashes = hasher.hashes(&parsed.model, &parsed.prompt.bytes);
         req.prompt_tokens = parsed.estimated_prompt_tokens();

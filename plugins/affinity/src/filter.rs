@@ -116,10 +116,7 @@ impl AffinityFilter {
         api: ApiKind,
         body: &[u8],
     ) -> Result<RequestSummary, Action> {
-        let window = shared
-            .config
-            .block_size
-            .saturating_mul(shared.config.max_blocks);
+        let window = shared.config.hasher().window_bytes();
         let handed = self
             .get_property(vec![SUMMARY_PROPERTY])
             .and_then(|b| RequestSummary::decode(&b))

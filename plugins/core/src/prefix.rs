@@ -39,6 +39,12 @@ impl BlockHasher {
         xxh64(model.as_bytes(), 0)
     }
 
+    /// How many leading prompt bytes the hashes can cover: a reader that only hashes may
+    /// drop the rest of a long prompt.
+    pub fn window_bytes(&self) -> usize {
+        self.block_size.saturating_mul(self.max_blocks)
+    }
+
     /// Chained hashes of the whole blocks of `prompt` for `model`.
     pub fn hashes(&self, model: &str, prompt: &[u8]) -> Vec<u64> {
         if self.block_size == 0 {
@@ -92,6 +98,21 @@ mod tests {
         assert!(h.hashes("m", b"aaa").is_empty());
         assert_eq!(h.hashes("m", &[b'x'; 400]).len(), 8);
         assert!(hasher(0).hashes("m", b"aaaa").is_empty());
+    }
+
+    #[test]
+    fn the_window_holds_exactly_what_the_hashes_read() {
+        let h = hasher(4);
+        let long = [b'x'; 400];
+        // Hashing only the window gives the same hashes as hashing everything.
+        assert_eq!(
+            h.hashes("m", &long[..h.window_bytes()]),
+            h.hashes("m", &long)
+        );
+        assert_ne!(
+            h.hashes("m", &long[..h.window_bytes() - 1]),
+            h.hashes("m", &long)
+        );
     }
 
     #[test]
