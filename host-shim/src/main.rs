@@ -5,8 +5,11 @@
 //! Picker over Envoy ext_proc (gRPC). On start it prints `http listening on ADDR` and
 //! `grpc listening on ADDR` to stdout (useful with port 0).
 
+mod cli;
+mod discovery;
+
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use cli::{Args, BodyModeArg};
 use host_shim::runtime::Runtime;
 use host_shim::scheduler::config::SchedulerConfig;
 use host_shim::scheduler::Scheduler;
@@ -14,90 +17,7 @@ use host_shim::scrape::ScrapeConfig;
 use host_shim::server::ext_proc::{BodyMode, EppConfig};
 use host_shim::source::{file::FileSource, static_list::StaticSource, EndpointSource};
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
-
-/// infergate sidecar: endpoint picks from live vLLM / SGLang metrics and a prefix-cache index.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
-    /// Model-server endpoints, comma separated `ip:port` (e.g. `10.0.0.7:8000,10.0.0.8:8000`).
-    #[arg(
-        long,
-        env = "HOST_SHIM_ENDPOINTS",
-        conflicts_with = "endpoints_file",
-        required_unless_present = "endpoints_file"
-    )]
-    endpoints: Option<String>,
-
-    /// File listing endpoints (`ip:port` per line or comma separated, `#` comments); re-read
-    /// when it changes, a bad edit keeps the last good list.
-    #[arg(long, env = "HOST_SHIM_ENDPOINTS_FILE")]
-    endpoints_file: Option<PathBuf>,
-
-    /// EndpointPickerConfig (YAML or JSON, llm-d format) given inline. Default: the deployment
-    /// guide's (queue-scorer 2, kv-cache-utilization-scorer 2, prefix-cache-scorer 3).
-    #[arg(long, env = "HOST_SHIM_CONFIG_TEXT", conflicts_with = "config_file")]
-    config_text: Option<String>,
-
-    /// EndpointPickerConfig file; re-read when it changes, a bad edit keeps the running config.
-    #[arg(long, env = "HOST_SHIM_CONFIG_FILE")]
-    config_file: Option<PathBuf>,
-
-    /// HTTP listener: pick API (`/v1/pick`, `/v1/served`), `/metrics`, `/healthz`, `/debug/state`.
-    #[arg(long, env = "HOST_SHIM_HTTP_ADDR", default_value = "127.0.0.1:9003")]
-    http_addr: SocketAddr,
-
-    /// gRPC listener: Envoy ext_proc Endpoint Picker and grpc.health.v1.
-    #[arg(long, env = "HOST_SHIM_GRPC_ADDR", default_value = "127.0.0.1:9002")]
-    grpc_addr: SocketAddr,
-
-    /// HTTP addresses (`ip:port`, comma separated) of peer host-shim replicas: served reports
-    /// are shared with them so every replica's prefix index sees every request.
-    #[arg(long, env = "HOST_SHIM_PEERS", value_delimiter = ',')]
-    peers: Vec<SocketAddr>,
-
-    /// Milliseconds between scrapes of one endpoint's /metrics.
-    #[arg(long, default_value_t = 50)]
-    scrape_interval_ms: u64,
-
-    /// Milliseconds a scrape may take before the endpoint counts as unreachable.
-    #[arg(long, default_value_t = 500)]
-    scrape_timeout_ms: u64,
-
-    /// Path of the engines' metrics page.
-    #[arg(long, default_value = "/metrics")]
-    metrics_path: String,
-
-    /// Milliseconds between checks of --endpoints-file and --config-file for changes.
-    #[arg(long, default_value_t = 1000)]
-    reload_interval_ms: u64,
-
-    /// Fallback endpoints returned with each pick.
-    #[arg(long, default_value_t = 2)]
-    fallbacks: usize,
-
-    /// ext_proc request body mode assumed when Envoy does not announce it in protocol_config.
-    #[arg(long, value_enum, default_value_t = BodyModeArg::FullDuplexStreamed)]
-    ext_proc_body_mode: BodyModeArg,
-
-    /// Largest request body (bytes) the ext_proc server buffers for a pick; larger gets 413.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    max_body_bytes: usize,
-
-    /// Seed of the scheduler's random choices (tie-breaks without a prefix, weighted-random).
-    #[arg(long, default_value_t = 0x1f2e_3d4c)]
-    seed: u64,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum BodyModeArg {
-    None,
-    Streamed,
-    Buffered,
-    FullDuplexStreamed,
-}
 
 /// The scheduler config and, for `--config-file`, the text it was parsed from.
 fn load_config(args: &Args) -> anyhow::Result<(SchedulerConfig, Option<String>)> {
@@ -119,49 +39,84 @@ fn load_config(args: &Args) -> anyhow::Result<(SchedulerConfig, Option<String>)>
         (SchedulerConfig::guide_default(), None)
     };
     cfg.max_fallbacks = args.fallbacks;
+    if let Some(t) = args.metrics_staleness_threshold {
+        cfg.staleness = t;
+    }
     Ok((cfg, file_text))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse_go_compatible();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| args.log_filter().into()),
         )
         .init();
-    let args = Args::parse();
+    for (flag, value) in args.ignored.given() {
+        tracing::warn!(flag, value, "EPP flag not needed by host-shim; ignored");
+    }
     let (config, config_file_text) = load_config(&args)?;
     let scrape = ScrapeConfig {
-        interval: Duration::from_millis(args.scrape_interval_ms.max(1)),
+        interval: args.scrape_interval(),
         timeout: Duration::from_millis(args.scrape_timeout_ms.max(1)),
         path: args.metrics_path.clone(),
     };
     let reload = Duration::from_millis(args.reload_interval_ms.max(10));
     let runtime = Runtime::new(Scheduler::new(config, args.seed), scrape);
 
-    let source: Box<dyn EndpointSource> = match (&args.endpoints, &args.endpoints_file) {
-        (Some(list), _) => Box::new(StaticSource::new(list.clone())),
-        (None, Some(path)) => Box::new(FileSource::new(path.clone(), reload)),
-        (None, None) => anyhow::bail!("give --endpoints or --endpoints-file"),
-    };
-    runtime.start_source(source).context("endpoints")?;
+    if args.epp_mode() {
+        discovery::start(&args, &runtime).await?;
+    } else {
+        let source: Box<dyn EndpointSource> = match (&args.endpoints, &args.endpoints_file) {
+            (Some(list), _) => Box::new(StaticSource::new(list.clone())),
+            (None, Some(path)) => Box::new(FileSource::new(path.clone(), reload)),
+            (None, None) => anyhow::bail!("give --endpoints, --endpoints-file or --pool-name"),
+        };
+        runtime.start_source(source).context("endpoints")?;
+    }
     runtime.set_peers(&args.peers);
     if let (Some(path), Some(text)) = (&args.config_file, config_file_text) {
         runtime.watch_config_file(path.clone(), reload, text);
     }
 
-    let http = tokio::net::TcpListener::bind(args.http_addr)
+    let http = tokio::net::TcpListener::bind(args.http_addr())
         .await
-        .with_context(|| format!("--http-addr {}", args.http_addr))?;
-    let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
+        .with_context(|| format!("http listener {}", args.http_addr()))?;
+    let grpc = tokio::net::TcpListener::bind(args.grpc_addr())
         .await
-        .with_context(|| format!("--grpc-addr {}", args.grpc_addr))?;
+        .with_context(|| format!("grpc listener {}", args.grpc_addr()))?;
+    let health = match args.health_addr() {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--grpc-health-port {addr}"))?,
+        ),
+        None => None,
+    };
+    let tls = if args.secure_serving() {
+        Some(discovery::tls_identity(args.cert_path.as_deref())?)
+    } else {
+        None
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "http listening on {}", http.local_addr()?)?;
         writeln!(out, "grpc listening on {}", grpc.local_addr()?)?;
+        if let Some(h) = &health {
+            writeln!(out, "health listening on {}", h.local_addr()?)?;
+        }
         out.flush()?;
+    }
+    if let Some(h) = health {
+        let rt = runtime.clone();
+        tokio::spawn(async move {
+            if let Err(e) = host_shim::server::health::serve(h, rt).await {
+                tracing::error!(error = %e, "gRPC health server failed");
+            }
+        });
     }
     let epp = EppConfig {
         default_body_mode: match args.ext_proc_body_mode {
@@ -174,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::select! {
         r = host_shim::server::http::serve(http, runtime.clone()) => r.context("http server")?,
-        r = host_shim::server::grpc::serve(grpc, runtime.clone(), epp) => r.context("grpc server")?,
+        r = host_shim::server::grpc::serve_with(grpc, runtime.clone(), epp, tls) => r.context("grpc server")?,
         _ = shutdown() => tracing::info!("host-shim stopping"),
     }
     Ok(())

@@ -29,6 +29,8 @@ pub struct Runtime {
     cells: RwLock<Arc<Vec<Arc<EndpointCell>>>>,
     scrapers: Mutex<HashMap<Endpoint, (Arc<EndpointCell>, AbortHandle)>>,
     peers: OnceLock<PeerFanout>,
+    /// Whether the endpoint set is known (false until Kubernetes discovery's first lists).
+    ready: watch::Sender<bool>,
 }
 
 impl Runtime {
@@ -42,7 +44,23 @@ impl Runtime {
             cells: RwLock::new(Arc::new(Vec::new())),
             scrapers: Mutex::new(HashMap::new()),
             peers: OnceLock::new(),
+            ready: watch::Sender::new(true),
         })
+    }
+
+    /// Whether the endpoint set is known; readiness probes and gRPC health follow it.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Marks the endpoint set known (or not yet known).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.send_replace(ready);
+    }
+
+    /// A receiver seeing every readiness change.
+    pub fn subscribe_ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
     }
 
     /// The clock picks are made against.

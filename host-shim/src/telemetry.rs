@@ -50,6 +50,8 @@ pub struct Telemetry {
     prefix_hit_ratio: Gauge<f64, AtomicU64>,
     served_reports: Family<OutcomeLabels, Counter>,
     endpoint_ready: Family<EndpointLabels, Gauge>,
+    /// Kubernetes endpoint discovery's metrics.
+    pub discovery: crate::source::kube::metrics::DiscoveryMetrics,
 }
 
 impl Default for Telemetry {
@@ -130,7 +132,9 @@ impl Telemetry {
             "1 when the endpoint is reachable with fresh metrics",
             endpoint_ready.clone(),
         );
+        let discovery = crate::source::kube::metrics::DiscoveryMetrics::register(&mut registry);
         Self {
+            discovery,
             registry,
             picks,
             pick_latency,

@@ -6,26 +6,35 @@ use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::Ex
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 
 /// Serves ext_proc and `grpc.health.v1.Health` on `listener` until it fails.
 ///
-/// Health reports `SERVING` for the overall service (`""`) and for
-/// `envoy.service.ext_proc.v3.ExternalProcessor`.
+/// Health follows [`super::health`]: `liveness` always `SERVING`; `""`, `readiness` and
+/// `envoy.service.ext_proc.v3.ExternalProcessor` once the endpoint set is known.
 pub async fn serve(
     listener: TcpListener,
     runtime: Arc<Runtime>,
     config: EppConfig,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with(listener, runtime, config, None).await
+}
+
+/// [`serve`], over TLS with `tls` when given (the EPP's `--secure-serving`).
+pub async fn serve_with(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    config: EppConfig,
+    tls: Option<tonic::transport::Identity>,
+) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<ExternalProcessorServer<EppService>>()
-        .await;
-    reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    super::health::follow(reporter, &runtime).await;
     let epp = ExternalProcessorServer::new(EppService::new(runtime, config));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
         .add_service(health)
         .add_service(epp)
         .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))

@@ -3,5 +3,6 @@
 
 pub mod ext_proc;
 pub mod grpc;
+pub mod health;
 pub mod http;
 pub mod wire;

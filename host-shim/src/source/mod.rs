@@ -5,6 +5,7 @@
 //! kept. A Kubernetes InferencePool watcher is one more implementation of [`EndpointSource`].
 
 pub mod file;
+pub mod kube;
 pub mod static_list;
 
 use crate::endpoint::Endpoint;
