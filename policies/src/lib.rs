@@ -7,12 +7,15 @@
 pub mod auth;
 pub mod cel;
 pub mod error;
+pub mod images;
 pub mod manifests;
+pub mod oci;
 pub mod options;
 pub mod ratelimit;
 pub mod render;
 pub mod resources;
 pub mod topology;
+pub mod wasm_files;
 
 pub use error::{Error, Result};
 pub use options::Options;

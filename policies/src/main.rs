@@ -24,18 +24,62 @@ enum Command {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
-        /// Base of the plugin images (`<base>/infergate-<plugin>:<tag>`).
-        #[arg(long)]
-        wasm_image_base: Option<String>,
-        /// host-shim image.
-        #[arg(long)]
-        host_shim_image: Option<String>,
+        #[command(flatten)]
+        images: ImageFlags,
     },
     /// Check the input translates, print the plugin configurations, write nothing.
     Check {
         #[command(flatten)]
         input: Translation,
     },
+}
+
+/// Which images the manifests name.
+#[derive(Args, Debug)]
+struct ImageFlags {
+    /// Registry and prefix the images were pushed to (`make push REGISTRY=…`).
+    #[arg(long, default_value = "ghcr.io/infergate")]
+    registry: String,
+    /// Image tag (default: the tag of the layouts read with --images, else this version).
+    #[arg(long)]
+    version: Option<String>,
+    /// Folder of the built OCI layouts (`make images` writes `target/images`): every image is
+    /// then named by digest, with the sha256 values Istio, Envoy Gateway and Envoy check.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// host-shim image, used as given (overrides --registry for host-shim).
+    #[arg(long)]
+    host_shim_image: Option<String>,
+}
+
+impl ImageFlags {
+    fn refs(self) -> Result<infergate_policies::images::ImageRefs> {
+        let pins = match &self.images {
+            Some(dir) => Some(
+                infergate_policies::images::Pins::read(dir)
+                    .with_context(|| format!("--images {}", dir.display()))?,
+            ),
+            None => None,
+        };
+        if let (Some(v), Some(p)) = (&self.version, &pins) {
+            if *v != p.version {
+                bail!(
+                    "--version {v}: the images in --images are tagged {}",
+                    p.version
+                );
+            }
+        }
+        let default = infergate_policies::images::ImageRefs::default();
+        Ok(infergate_policies::images::ImageRefs {
+            registry: self.registry.trim_end_matches('/').to_string(),
+            version: self
+                .version
+                .or_else(|| pins.as_ref().map(|p| p.version.clone()))
+                .unwrap_or(default.version),
+            pins,
+            host_shim: self.host_shim_image,
+        })
+    }
 }
 
 /// What both commands translate, and how.
@@ -86,19 +130,9 @@ impl Translation {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Render {
-            input,
-            out,
-            wasm_image_base,
-            host_shim_image,
-        } => {
+        Command::Render { input, out, images } => {
             let (bundle, mut o) = input.load()?;
-            if let Some(b) = wasm_image_base {
-                o.wasm_image_base = b;
-            }
-            if let Some(i) = host_shim_image {
-                o.host_shim_image = i;
-            }
+            o.images = images.refs()?;
             let r = render(&bundle, &o)?;
             infergate_policies::render::write(&r, &out)
                 .with_context(|| format!("writing {}", out.display()))?;

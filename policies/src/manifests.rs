@@ -52,6 +52,9 @@ pub struct WasmPluginSpec {
     pub target_refs: Vec<TargetRef>,
     /// Module URL (`oci://…`).
     pub url: String,
+    /// Hex sha256 of the image manifest (when rendered from built images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// `AUTHN`, `AUTHZ`, `STATS`.
     pub phase: String,
     /// Order inside a phase (higher first).

@@ -19,12 +19,9 @@ pub struct Options {
     pub kube_authority: String,
     /// JWKS URL per JWT issuer (Authorino discovers it with OIDC; the plugin needs it given).
     pub jwks_urls: BTreeMap<String, String>,
-    /// OCI or HTTPS base the `.wasm` images are pulled from (`<base>/infergate-<plugin>:<tag>`).
-    pub wasm_image_base: String,
-    /// host-shim container image.
-    pub host_shim_image: String,
-    /// Image tag of the plugins.
-    pub tag: String,
+    /// Where the plugin, host-shim and `.wasm` file-server images come from, by digest when
+    /// the built images were read ([`crate::images`]).
+    pub images: crate::images::ImageRefs,
 }
 
 impl Default for Options {
@@ -36,9 +33,7 @@ impl Default for Options {
             kube_cluster: "kube-apiserver".into(),
             kube_authority: "kubernetes.default.svc".into(),
             jwks_urls: BTreeMap::new(),
-            wasm_image_base: "oci://ghcr.io/infergate".into(),
-            host_shim_image: format!("ghcr.io/infergate/host-shim:{}", env!("CARGO_PKG_VERSION")),
-            tag: env!("CARGO_PKG_VERSION").into(),
+            images: crate::images::ImageRefs::default(),
         }
     }
 }

@@ -232,7 +232,7 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
             "infergate".to_string(),
         )]),
     };
-    let image = |p: &str| format!("{}/infergate-{p}:{}", opts.wasm_image_base, opts.tag);
+    let image = |p: &str| format!("oci://{}", opts.images.plugin(p));
     let mut files = BTreeMap::new();
     for (name, cfg) in &plugins {
         files.insert(
@@ -257,6 +257,7 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
                 spec: WasmPluginSpec {
                     target_refs: vec![target.clone()],
                     url: image(name),
+                    sha256: opts.images.plugin_manifest_sha256(name),
                     phase: phase.into(),
                     priority,
                     fail_strategy: "FAIL_CLOSE".into(),
@@ -292,9 +293,7 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
                             "vm_config": {
                                 "vm_id": format!("infergate-{name}"),
                                 "runtime": "envoy.wasm.runtime.v8",
-                                "code": {"remote": {"http_uri": {
-                                    "uri": format!("https://github.com/infergate/infergate/releases/download/v{}/infergate_{name}.wasm", opts.tag),
-                                    "cluster": "infergate-wasm-releases", "timeout": "30s"}}},
+                                "code": crate::wasm_files::code(name, &gw_ns, &opts.images),
                             },
                             "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": cfg.to_string()},
                             "fail_open": false,
@@ -314,12 +313,7 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
             config_patches: patches,
         },
     };
-    let mut cluster_patches = vec![add_cluster(&Upstream {
-        name: "infergate-wasm-releases".into(),
-        host: "github.com".into(),
-        port: 443,
-        tls: true,
-    })];
+    let mut cluster_patches = vec![add_cluster(&crate::wasm_files::upstream(&gw_ns))];
     if pool.is_some() {
         cluster_patches.push(ConfigPatch {
             apply_to: "CLUSTER".into(),
@@ -387,6 +381,10 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
         yaml_docs(&[ef("infergate-wasm", wasm_patches)]),
     );
     files.insert(
+        "istio/wasm-files.yaml".into(),
+        crate::wasm_files::manifests(&gw_ns, &opts.images),
+    );
+    files.insert(
         "istio/envoyfilter-clusters.yaml".into(),
         yaml_docs(&[ef("infergate-clusters", cluster_patches)]),
     );
@@ -403,7 +401,10 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
                 .map(|(name, cfg)| EgWasm {
                     name: format!("infergate-{name}"),
                     root_id: String::new(),
-                    code: json!({"type": "Image", "image": {"url": image(name).trim_start_matches("oci://")}}),
+                    code: match opts.images.plugin_manifest_sha256(name) {
+                        Some(sha) => json!({"type": "Image", "image": {"url": opts.images.plugin(name), "sha256": sha}}),
+                        None => json!({"type": "Image", "image": {"url": opts.images.plugin(name)}}),
+                    },
                     config: cfg.clone(),
                     fail_open: false,
                 })
@@ -535,7 +536,7 @@ fn host_shim_manifests(p: &Pool, opts: &Options) -> String {
                 spec: PodSpec {
                     containers: vec![Container {
                         name: "host-shim".into(),
-                        image: opts.host_shim_image.clone(),
+                        image: opts.images.host_shim_image(),
                         args,
                         ports: vec![
                             json!({"name": "http", "containerPort": HOST_SHIM_HTTP_PORT}),
