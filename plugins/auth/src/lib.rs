@@ -363,6 +363,14 @@ impl AuthFilter {
                 if !identity.groups.is_empty() {
                     self.set_http_request_header(&headers.groups, Some(&identity.groups.join(",")));
                 }
+                // The whole identity object (every property) for the rate limiter.
+                let Some(object) = infergate_core::auth::identity::encode(&identity) else {
+                    return self.proceed_never(shared);
+                };
+                self.set_property(
+                    vec![infergate_core::auth::identity::IDENTITY_PROPERTY],
+                    Some(&object),
+                );
                 self.identity = Some(identity);
                 self.authorize(shared, None)
             }

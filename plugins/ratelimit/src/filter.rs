@@ -80,12 +80,7 @@ impl RateLimitFilter {
     }
 
     fn attributes(&self, shared: &Shared) -> RequestAttributes {
-        RequestAttributes {
-            headers: self.get_http_request_headers(),
-            user_header: shared.config.identity_headers.userid.to_ascii_lowercase(),
-            groups_header: shared.config.identity_headers.groups.to_ascii_lowercase(),
-            model: None,
-        }
+        RequestAttributes::from_host(self, &shared.config)
     }
 
     /// Applies the limiter's outcome: `true` when the request may go on.

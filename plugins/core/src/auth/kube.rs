@@ -258,6 +258,7 @@ pub fn read_token_review(status: Option<u32>, body: &[u8], audiences: &[String])
     Review::Accepted(Identity {
         userid: s.user.username,
         groups: s.user.groups,
+        ..Identity::default()
     })
 }
 
@@ -391,6 +392,7 @@ mod tests {
         let id = Identity {
             userid: "u".into(),
             groups: vec!["g".into()],
+            ..Identity::default()
         };
         let v: Value = serde_json::from_slice(&access_review_body(&c, &id, "ns", "m")).unwrap();
         assert_eq!(
@@ -427,6 +429,7 @@ mod tests {
         let id = Identity {
             userid: "u".into(),
             groups: vec!["g".into()],
+            ..Identity::default()
         };
         let e = encode_entry(100, &Review::Accepted(id.clone())).unwrap();
         assert_eq!(decode_entry(&e, 99), Some(Review::Accepted(id)));

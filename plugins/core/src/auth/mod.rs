@@ -37,10 +37,12 @@
 pub mod apikey;
 pub mod cidr;
 pub mod credential;
+pub mod identity;
 pub mod jwt;
 pub mod jwt_cache;
 pub mod kube;
 pub mod rules;
+pub mod selector;
 
 use crate::config::{ConfigError, Validate};
 use crate::headers::{normalize_header_name, DEFAULT_GROUPS_HEADER, DEFAULT_USER_HEADER};
@@ -51,7 +53,10 @@ use credential::{query_values, CredentialError, CredentialSource};
 use jwt::{Alg, KeySet};
 use kube::{FailureMode, Review, TokenReviewConfig};
 use rules::{AuthorizationConfig, Verdict};
+use identity::{IdentityProperties, PropertyConfig};
 use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Who the caller is, once authenticated.
@@ -63,6 +68,9 @@ pub struct Identity {
     /// Groups or tiers the user belongs to.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Further properties (`tier`, `org`, any claim): what policies see as `auth.identity.<name>`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Value>,
 }
 
 /// The `auth` plugin's configuration.
@@ -80,6 +88,11 @@ pub struct AuthConfig {
     /// Keep the credential header on the upstream request (default: removed).
     #[serde(default)]
     pub forward_credential: bool,
+    /// The identity object's properties (AuthPolicy `response.success.filters.<name>.json.
+    /// properties`), evaluated against the authorization JSON after authentication; `userid`
+    /// and `groups` among them replace the method's defaults.
+    #[serde(default)]
+    pub identity_properties: BTreeMap<String, PropertyConfig>,
     /// Realm named in `WWW-Authenticate`.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -400,6 +413,7 @@ impl Validate for AuthConfig {
                 }
             }
         }
+        IdentityProperties::compile("identityProperties", &self.identity_properties)?;
         if let Some(s) = &self.authorization.kubernetes_subject_access_review {
             check_api(
                 &|f| format!("authorization.kubernetesSubjectAccessReview.{f}"),
@@ -595,6 +609,7 @@ pub struct JwksFetch {
 /// A validated configuration, ready to authenticate requests.
 pub struct Authenticator {
     methods: Vec<Named>,
+    properties: IdentityProperties,
     authorization: AuthorizationConfig,
     realm: String,
     /// Identity header names, lower case.
@@ -676,7 +691,7 @@ impl Authenticator {
             } else if let Some(a) = m.anonymous {
                 let identity = a.identity.clone().unwrap_or_else(|| Identity {
                     userid: "anonymous".to_string(),
-                    groups: Vec::new(),
+                    ..Identity::default()
                 });
                 let cidrs = a
                     .source_cidrs
@@ -701,8 +716,12 @@ impl Authenticator {
             userid: config.identity_headers.userid.to_ascii_lowercase(),
             groups: config.identity_headers.groups.to_ascii_lowercase(),
         };
+        let properties =
+            IdentityProperties::compile("identityProperties", &config.identity_properties)
+                .unwrap_or_default();
         Self {
             methods,
+            properties,
             authorization: config.authorization,
             realm: config.realm,
             identity_headers,
@@ -727,8 +746,8 @@ impl Authenticator {
         while let Some(named) = self.methods.get(progress.next) {
             let index = progress.next;
             progress.next += 1;
-            let allow = |identity: Identity| Decision::Allow {
-                identity,
+            let allow = |identity: Identity, object: Option<Value>| Decision::Allow {
+                identity: self.with_properties(req, identity, object),
                 method: named.name.clone(),
             };
             if let Method::Anonymous {
@@ -738,7 +757,7 @@ impl Authenticator {
             } = &named.method
             {
                 if anonymous_allowed(conditions, cidrs, req) {
-                    return allow(identity.clone());
+                    return allow(identity.clone(), None);
                 }
                 continue;
             }
@@ -768,7 +787,7 @@ impl Authenticator {
                 } => {
                     let presented = KeyDigest::of(credential.as_bytes());
                     match apikey::find_match(digests, &presented).and_then(|i| identities.get(i)) {
-                        Some(id) => return allow(id.clone()),
+                        Some(id) => return allow(id.clone(), None),
                         None => progress.presented_invalid = true,
                     }
                 }
@@ -824,10 +843,12 @@ impl Authenticator {
                                 .filter(|u| !u.is_empty());
                             match user {
                                 Some(u) => {
-                                    return allow(Identity {
+                                    let id = Identity {
                                         userid: u.to_string(),
                                         groups: jwt::groups_of(jwt::claim(&c, &claims.groups)),
-                                    })
+                                        ..Identity::default()
+                                    };
+                                    return allow(id, Some(Value::Object(c)));
                                 }
                                 None => progress.presented_invalid = true,
                             }
@@ -844,7 +865,10 @@ impl Authenticator {
                         .cache_get(&cache_key)
                         .and_then(|e| kube::decode_entry(&e, host.now()))
                     {
-                        Some(Review::Accepted(id)) => return allow(id),
+                        Some(Review::Accepted(id)) => {
+                            let object = identity::token_review_object(&id);
+                            return allow(id, Some(object));
+                        }
                         Some(_) => progress.presented_invalid = true,
                         None => {
                             return Decision::Review(Callout {
@@ -889,10 +913,13 @@ impl Authenticator {
         };
         let mut progress = callout.progress;
         match review {
-            Review::Accepted(identity) => Decision::Allow {
-                identity,
-                method: named.name.clone(),
-            },
+            Review::Accepted(identity) => {
+                let object = identity::token_review_object(&identity);
+                Decision::Allow {
+                    identity: self.with_properties(req, identity, Some(object)),
+                    method: named.name.clone(),
+                }
+            }
             Review::Rejected => {
                 progress.presented_invalid = true;
                 self.resume(req, host, progress)
@@ -902,7 +929,7 @@ impl Authenticator {
                 FailureMode::Allow => Decision::Allow {
                     identity: t.failure_identity.clone().unwrap_or_else(|| Identity {
                         userid: "unverified".to_string(),
-                        groups: Vec::new(),
+                        ..Identity::default()
                     }),
                     method: named.name.clone(),
                 },
@@ -925,6 +952,24 @@ impl Authenticator {
             return None;
         }
         kube::encode_entry(now.saturating_add(ttl), review)
+    }
+
+    /// Applies `identityProperties` to an authenticated identity; `object` is what Authorino
+    /// would hold as `auth.identity` (JWT claims, the TokenReview status), else the identity's
+    /// own object (an API key's precomputed properties).
+    fn with_properties(
+        &self,
+        req: &dyn RequestView,
+        identity: Identity,
+        object: Option<Value>,
+    ) -> Identity {
+        if self.properties.is_empty() {
+            return identity;
+        }
+        let object = object.unwrap_or_else(|| identity::identity_object(&identity));
+        let json = identity::authorization_json(req, object, Value::Object(Default::default()));
+        let props = self.properties.build(&json);
+        identity::apply(identity, props)
     }
 
     /// Whether any authorization rule may need the body's `model`.
@@ -1251,6 +1296,7 @@ mod tests {
         Review::Accepted(Identity {
             userid: "system:serviceaccount:ns:sa".into(),
             groups: vec!["g".into()],
+            ..Identity::default()
         })
     }
 
@@ -1413,6 +1459,7 @@ mod tests {
         let id = Identity {
             userid: "u".into(),
             groups: vec![],
+            ..Identity::default()
         };
         let mut r = req(vec![(":method", "POST")]);
         r.path = "/ns/model/v1/chat/completions";
