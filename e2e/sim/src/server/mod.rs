@@ -1,7 +1,10 @@
 //! The simulated vLLM pod's OpenAI-compatible HTTP server.
 //!
 //! Routes: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`,
-//! `GET /health`, `GET /metrics`. Every response carries `x-served-by: <name>` when a name is
+//! `POST /v1/responses`, `GET /health`, `GET /metrics`. Bad input is a 400 in vLLM's error
+//! shape before any work starts (a `max_tokens` beyond the context window included); bodies
+//! over [`PARSE_INLINE_BYTES`] are parsed on a blocking thread so the single-threaded runtime
+//! keeps answering `/metrics` and other requests meanwhile. Every response carries `x-served-by: <name>` when a name is
 //! configured. Generation goes through the engine [`driver`]; the reply text is made of
 //! [`OUTPUT_WORDS`](crate::tokenizer::OUTPUT_WORDS) chosen by a hash of the prompt, so the same
 //! prompt always gets the same reply (as with greedy decoding) and sending the reply back in the
@@ -12,6 +15,7 @@ pub mod driver;
 pub mod error;
 pub mod metrics;
 pub mod responses;
+pub mod responses_api;
 
 use crate::block_hash::{block_hashes, chain_seed};
 use crate::engine::{Engine, EngineConfig, TokenEvent};
@@ -26,6 +30,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use responses::{ResponseMeta, Usage, DONE};
+use responses_api::ResponsesMeta;
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +38,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use xxhash_rust::xxh64::xxh64;
+
+/// Bodies larger than this are parsed and tokenized off the runtime thread.
+pub const PARSE_INLINE_BYTES: usize = 64 << 10;
 
 /// Response body type of the server.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -165,12 +173,19 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         },
         ("/v1/chat/completions", &Method::POST) => generate(state, Endpoint::Chat, req).await,
         ("/v1/completions", &Method::POST) => generate(state, Endpoint::Completions, req).await,
-        ("/health" | "/v1/models" | "/metrics" | "/v1/chat/completions" | "/v1/completions", _) => {
-            json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"detail": "Method Not Allowed"}),
-            )
-        }
+        ("/v1/responses", &Method::POST) => generate(state, Endpoint::Responses, req).await,
+        (
+            "/health"
+            | "/v1/models"
+            | "/metrics"
+            | "/v1/chat/completions"
+            | "/v1/completions"
+            | "/v1/responses",
+            _,
+        ) => json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"detail": "Method Not Allowed"}),
+        ),
         _ => json_response(StatusCode::NOT_FOUND, &json!({"detail": "Not Found"})),
     }
 }
@@ -208,10 +223,11 @@ struct Plan {
     finish: &'static str,
 }
 
-fn plan(state: &State, g: &GenerationRequest, n: u64) -> Plan {
+/// `limit` is the checked output length ([`GenerationRequest::output_limit`]).
+fn plan(state: &State, g: &GenerationRequest, limit: Option<u32>, n: u64) -> Plan {
     let prompt_len = g.prompt_tokens.len() as u32;
     let seed = xxh64(&token_bytes(&g.prompt_tokens), 0);
-    match g.max_tokens {
+    match limit {
         Some(m) => Plan {
             prompt_len,
             output: m,
@@ -255,15 +271,27 @@ async fn generate(state: &State, endpoint: Endpoint, req: Request<Incoming>) -> 
             ))
         }
     };
-    let g = match api::parse(endpoint, &body) {
+    let parsed = if body.len() > PARSE_INLINE_BYTES {
+        match tokio::task::spawn_blocking(move || api::parse(endpoint, &body)).await {
+            Ok(r) => r,
+            Err(_) => return error_response(&ApiError::unavailable()),
+        }
+    } else {
+        api::parse(endpoint, &body)
+    };
+    let g = match parsed {
         Ok(g) => g,
         Err(e) => return error_response(&e),
     };
     if !g.model.is_empty() && g.model != state.cfg.model {
         return error_response(&ApiError::model_not_found(&g.model));
     }
+    let limit = match g.output_limit(state.cfg.engine.max_model_len) {
+        Ok(l) => l,
+        Err(e) => return error_response(&e),
+    };
     let n = state.counter.fetch_add(1, Ordering::Relaxed) + 1;
-    let p = plan(state, &g, n);
+    let p = plan(state, &g, limit, n);
     let mut tokens = g.prompt_tokens.clone();
     tokens.extend((0..p.output).map(|i| token_id(output_word(p.seed, i))));
     let hashes = block_hashes(
@@ -285,19 +313,26 @@ async fn generate(state: &State, endpoint: Endpoint, req: Request<Incoming>) -> 
         }
         Err(_) => return error_response(&ApiError::unavailable()),
     }
+    if endpoint == Endpoint::Responses {
+        let meta = ResponsesMeta::new(n, unix_now(), &state.cfg.model, limit);
+        return if g.stream {
+            responses_stream(meta, p, rx)
+        } else {
+            let (text, usage) = collect(&p, rx).await;
+            json_response(StatusCode::OK, &meta.full(&text, p.finish, &usage))
+        };
+    }
     let meta = ResponseMeta::new(endpoint, n, unix_now(), &state.cfg.model);
     if g.stream {
         stream_response(meta, p, g.include_usage, rx)
     } else {
-        whole_response(meta, p, rx).await
+        let (text, usage) = collect(&p, rx).await;
+        json_response(StatusCode::OK, &meta.full(&text, p.finish, &usage))
     }
 }
 
-async fn whole_response(
-    meta: ResponseMeta,
-    p: Plan,
-    mut rx: mpsc::UnboundedReceiver<TokenEvent>,
-) -> Response<Body> {
+/// Waits for the whole reply: its text and usage.
+async fn collect(p: &Plan, mut rx: mpsc::UnboundedReceiver<TokenEvent>) -> (String, Usage) {
     let mut text = String::new();
     let mut cached = 0;
     let mut produced = 0;
@@ -314,7 +349,69 @@ async fn whole_response(
         completion_tokens: produced,
         cached_tokens: cached,
     };
-    json_response(StatusCode::OK, &meta.full(&text, p.finish, &usage))
+    (text, usage)
+}
+
+fn sse(s: impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static) -> Response<Body> {
+    use futures_util::StreamExt as _;
+    let frames = s.map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    r
+}
+
+struct ResponsesStream {
+    meta: ResponsesMeta,
+    plan: Plan,
+    rx: mpsc::UnboundedReceiver<TokenEvent>,
+    text: String,
+    opened: bool,
+    done: bool,
+}
+
+/// The Responses event stream: the opening events with the first token, one delta per token,
+/// the closing events (with usage) after the last.
+fn responses_stream(
+    meta: ResponsesMeta,
+    plan: Plan,
+    rx: mpsc::UnboundedReceiver<TokenEvent>,
+) -> Response<Body> {
+    let st = ResponsesStream {
+        meta,
+        plan,
+        rx,
+        text: String::new(),
+        opened: false,
+        done: false,
+    };
+    sse(futures_util::stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        // The engine went away mid-stream: end without `response.completed`.
+        let ev = st.rx.recv().await?;
+        let mut buf = bytes::BytesMut::new();
+        if !st.opened {
+            st.opened = true;
+            buf.extend_from_slice(&st.meta.opening());
+        }
+        let word = output_word(st.plan.seed, ev.index);
+        st.text.push_str(word);
+        buf.extend_from_slice(&st.meta.delta(word));
+        if ev.finished {
+            let usage = Usage {
+                prompt_tokens: st.plan.prompt_len,
+                completion_tokens: ev.index + 1,
+                cached_tokens: ev.cached_tokens,
+            };
+            buf.extend_from_slice(&st.meta.closing(&st.text, st.plan.finish, &usage));
+            st.done = true;
+        }
+        Some((buf.freeze(), st))
+    }))
 }
 
 struct StreamState {
@@ -368,12 +465,7 @@ fn stream_response(
             buf.extend_from_slice(DONE);
             st.done = true;
         }
-        Some((Ok::<_, Infallible>(Frame::data(buf.freeze())), st))
+        Some((buf.freeze(), st))
     });
-    let mut r = Response::new(BodyExt::boxed(StreamBody::new(s)));
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    r
+    sse(s)
 }

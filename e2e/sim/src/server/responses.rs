@@ -1,5 +1,6 @@
-//! Response bodies in the shapes vLLM's OpenAI server produces: whole JSON answers and SSE
-//! `data:` chunks for streaming.
+//! Response bodies in the shapes vLLM's OpenAI server produces for Chat Completions and
+//! Completions: whole JSON answers and SSE `data:` chunks for streaming. (Responses API
+//! answers are built by [`responses_api`](crate::server::responses_api).)
 
 use crate::server::api::Endpoint;
 use bytes::Bytes;
@@ -46,7 +47,9 @@ impl ResponseMeta {
     pub fn new(endpoint: Endpoint, n: u64, created: u64, model: &str) -> Self {
         let (id, object) = match endpoint {
             Endpoint::Chat => (format!("chatcmpl-sim{n:016x}"), "chat.completion.chunk"),
-            Endpoint::Completions => (format!("cmpl-sim{n:016x}"), "text_completion"),
+            Endpoint::Completions | Endpoint::Responses => {
+                (format!("cmpl-sim{n:016x}"), "text_completion")
+            }
         };
         let head = format!(
             "data: {{\"id\":{},\"object\":\"{object}\",\"created\":{created},\"model\":{},\"choices\":[",
@@ -69,7 +72,7 @@ impl ResponseMeta {
                 "{}{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n",
                 self.head
             ))),
-            Endpoint::Completions => None,
+            Endpoint::Completions | Endpoint::Responses => None,
         }
     }
 
@@ -82,7 +85,7 @@ impl ResponseMeta {
                 "{}{{\"index\":0,\"delta\":{{\"content\":{text}}},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n",
                 self.head
             ),
-            Endpoint::Completions => format!(
+            Endpoint::Completions | Endpoint::Responses => format!(
                 "{}{{\"index\":0,\"text\":{text},\"logprobs\":null,\"finish_reason\":{finish},\"stop_reason\":null}}]}}\n\n",
                 self.head
             ),
@@ -104,7 +107,7 @@ impl ResponseMeta {
                 "finish_reason": finish,
                 "stop_reason": null,
             }),
-            Endpoint::Completions => json!({
+            Endpoint::Completions | Endpoint::Responses => json!({
                 "index": 0,
                 "text": text,
                 "logprobs": null,
@@ -116,7 +119,7 @@ impl ResponseMeta {
             "id": self.id,
             "object": match self.endpoint {
                 Endpoint::Chat => "chat.completion",
-                Endpoint::Completions => "text_completion",
+                Endpoint::Completions | Endpoint::Responses => "text_completion",
             },
             "created": self.created,
             "model": self.model,
