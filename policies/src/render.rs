@@ -195,7 +195,8 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
                 "the affinity plugin needs the pods' addresses as its fallback when host-shim is unreachable: pass --endpoints ip:port,…",
             ));
         }
-        let v = json!({"endpoints": opts.endpoints, "hostShim": {"cluster": HOST_SHIM_CLUSTER}});
+        let v = json!({"endpoints": opts.endpoints, "hostShim": {"cluster": HOST_SHIM_CLUSTER},
+            infergate_core::header_hold::FIELD: true});
         check::<infergate_core::affinity::AffinityConfig>("affinity", &v)?;
         plugins.push(("affinity".into(), v));
     }

@@ -163,6 +163,7 @@ impl Stack {
             ring_hash: None,
             concurrency: config.concurrency,
             route_timeout_secs: 0,
+            allow_on_headers_stop_iteration: true,
         };
         let envoy = Envoy::start(&spec).await.context("starting the gateway")?;
         Ok(Self {

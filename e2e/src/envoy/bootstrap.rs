@@ -96,7 +96,11 @@ fn model_cluster() -> Value {
 }
 
 fn listener(l: &ListenerSpec, spec: &GatewaySpec, routes: &[RouteSpec]) -> Value {
-    let mut http_filters: Vec<Value> = spec.filters.iter().map(wasm_filter).collect();
+    let mut http_filters: Vec<Value> = spec
+        .filters
+        .iter()
+        .map(|f| wasm_filter(f, spec.allow_on_headers_stop_iteration))
+        .collect();
     if let Some(e) = &spec.ext_proc {
         http_filters.push(ext_proc_filter(e));
     }
@@ -189,8 +193,31 @@ fn ext_proc_filter(e: &ExtProcSpec) -> Value {
     })
 }
 
-fn wasm_filter(f: &WasmFilter) -> Value {
-    json!({
+/// A plugin configuration told that the host allows holding headers: the field
+/// [`infergate_core::header_hold::FIELD`] is added as the object's first member unless the
+/// configuration already sets it (or is not a JSON object, which the plugin then refuses).
+/// Textual, so the rest of the document (and the error a bad one gets) stays as written.
+fn with_header_hold(config: &str) -> String {
+    use infergate_core::header_hold::FIELD;
+    let trimmed = config.trim_start();
+    let Some(rest) = trimmed.strip_prefix('{') else {
+        return config.to_string();
+    };
+    let is_object = serde_json::from_str::<Value>(config).is_ok_and(|v| v.is_object());
+    if !is_object || config.contains(&format!("\"{FIELD}\"")) {
+        return config.to_string();
+    }
+    let sep = if rest.trim_start().starts_with('}') { "" } else { "," };
+    format!("{{\"{FIELD}\":true{sep}{rest}")
+}
+
+fn wasm_filter(f: &WasmFilter, allow_on_headers_stop_iteration: bool) -> Value {
+    let config = if allow_on_headers_stop_iteration {
+        with_header_hold(&f.config)
+    } else {
+        f.config.clone()
+    };
+    let mut filter = json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -204,22 +231,51 @@ fn wasm_filter(f: &WasmFilter) -> Value {
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": f.config,
+                    "value": config,
                 },
                 "fail_open": false,
-                // Our filters hold request headers while they read the body (to choose the
-                // destination, estimate tokens): without this Envoy turns StopIteration into
-                // StopAllIteration and never calls the body callback.
-                "allow_on_headers_stop_iteration": true,
             }
         }
-    })
+    });
+    if allow_on_headers_stop_iteration {
+        // Our filters hold request headers while they read the body (to choose the
+        // destination, estimate tokens): without this Envoy turns StopIteration into
+        // StopAllIteration and never calls the body callback. Envoy 1.34 rejects the field.
+        filter["typed_config"]["config"]["allow_on_headers_stop_iteration"] = json!(true);
+    }
+    filter
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn header_hold_sets_envoy_field_and_plugin_field_together() {
+        let f = WasmFilter {
+            name: "auth".into(),
+            wasm: PathBuf::from("/a.wasm"),
+            config: r#"{"methods":[]}"#.into(),
+        };
+        let on = wasm_filter(&f, true);
+        let config = &on["typed_config"]["config"];
+        assert_eq!(config["allow_on_headers_stop_iteration"], true);
+        let plugin: Value =
+            serde_json::from_str(config["configuration"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(plugin["allowOnHeadersStopIteration"], true);
+        assert_eq!(plugin["methods"], json!([]));
+        let off = wasm_filter(&f, false);
+        let config = &off["typed_config"]["config"];
+        assert!(config.get("allow_on_headers_stop_iteration").is_none());
+        assert_eq!(config["configuration"]["value"], r#"{"methods":[]}"#);
+        // An explicit choice, an empty object and a non-object are handled as written.
+        let explicit = r#"{"allowOnHeadersStopIteration":false}"#;
+        assert_eq!(with_header_hold(explicit), explicit);
+        assert_eq!(with_header_hold(" {}"), r#"{"allowOnHeadersStopIteration":true}"#);
+        assert_eq!(with_header_hold("[1]"), "[1]");
+        assert_eq!(with_header_hold("{bad"), "{bad");
+    }
 
     #[test]
     fn renders_chain_in_order_and_original_dst_cluster() {
@@ -247,7 +303,7 @@ mod tests {
         );
         assert_eq!(
             filters[1]["typed_config"]["config"]["configuration"]["value"],
-            r#"{"endpoints":[]}"#
+            r#"{"allowOnHeadersStopIteration":true,"endpoints":[]}"#
         );
         assert_eq!(filters[2]["name"], "envoy.filters.http.router");
         let cluster = &b["static_resources"]["clusters"][0];

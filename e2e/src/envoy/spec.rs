@@ -105,6 +105,12 @@ pub struct GatewaySpec {
     pub concurrency: u32,
     /// Upstream request timeout in seconds (0 disables it, for long streams).
     pub route_timeout_secs: u32,
+    /// Set the Wasm `allow_on_headers_stop_iteration` field (Envoy >= 1.35) and tell our
+    /// plugins so: each plugin configuration that is a JSON object without
+    /// `allowOnHeadersStopIteration` gets it set to `true`. `false` omits the field and leaves
+    /// the configurations as given, so the plugins run in their no-hold mode (as under a
+    /// `WasmPlugin`, an `EnvoyExtensionPolicy` or Envoy 1.34).
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 impl Default for GatewaySpec {
@@ -124,6 +130,7 @@ impl Default for GatewaySpec {
             ring_hash: None,
             concurrency: 1,
             route_timeout_secs: 0,
+            allow_on_headers_stop_iteration: true,
         }
     }
 }

@@ -14,6 +14,7 @@ use infergate_core::auth::{
     AuthConfig, AuthHost, Authenticator, Authorization, Callout, Decision, Denial, Identity,
     RequestView, ReviewKind, DENIAL_REASONS,
 };
+use infergate_core::header_hold::{AfterCallout, HeaderHold};
 use infergate_core::openai::{parse_request, ApiKind};
 use infergate_core::openai_error::ErrorKind;
 use infergate_glue as glue;
@@ -79,6 +80,8 @@ struct Shared {
     auth: Authenticator,
     metrics: Metrics,
     jwks: RefCell<JwksCache>,
+    /// Whether headers may be held while the body is read (else the no-hold mode).
+    hold: HeaderHold,
 }
 
 #[derive(Default)]
@@ -122,6 +125,7 @@ impl RootContext for AuthRoot {
         else {
             return false;
         };
+        let hold = config.allow_on_headers_stop_iteration;
         let auth = Authenticator::new(config);
         self.fetcher = JwksFetcher::new(auth.jwks_fetches.clone());
         if !auth.jwks_fetches.is_empty() {
@@ -131,6 +135,7 @@ impl RootContext for AuthRoot {
             auth,
             metrics: Metrics::define(),
             jwks: RefCell::new(JwksCache::default()),
+            hold,
         }));
         true
     }
@@ -399,10 +404,23 @@ impl AuthFilter {
                 self.want_body = true;
                 match self.body_done {
                     Some(size) => self.read_model(shared, size),
-                    None => Action::Pause,
+                    None => self.wait_for_body(shared),
                 }
             }
         }
+    }
+
+    /// A `models` rule needs the complete body. Hold mode keeps the headers paused; no-hold
+    /// mode lets them go on (resuming them when a callout's answer got us here) and the body
+    /// callback decides, answering 403 from there before any body byte is forwarded.
+    fn wait_for_body(&mut self, shared: &Shared) -> Action {
+        if self.in_callback {
+            if shared.hold.after_callout() == AfterCallout::Resume {
+                self.resume_http_request();
+            }
+            return Action::Pause;
+        }
+        glue::headers_action(shared.hold.awaiting_body())
     }
 
     /// The body is complete: read its `model` and finish authorization.

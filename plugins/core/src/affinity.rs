@@ -30,7 +30,10 @@ pub struct AffinityConfig {
     pub hint_header: Option<String>,
     /// Ask host-shim for each pick (else: consistent hashing over `endpoints`).
     #[serde(default)]
-    pub host_shim: Option<HostShimConfig>,
+    pub host_shim: Option<HostShimConfig>,    /// The host lets this plugin hold request headers while it reads the body (Envoy's
+    /// `allow_on_headers_stop_iteration`). Required: the plugin chooses the route from the body.
+    #[serde(default)]
+    pub allow_on_headers_stop_iteration: crate::header_hold::HeaderHold,
 }
 
 /// How to reach host-shim's pick API.
@@ -146,6 +149,10 @@ impl Validate for AffinityConfig {
                 ));
             }
         }
+        self.allow_on_headers_stop_iteration.require(
+            "affinity",
+            "it sets the destination before Envoy's router takes the route",
+        )?;
         Ok(())
     }
 }
@@ -168,7 +175,10 @@ mod tests {
 
     #[test]
     fn validates_endpoints_and_sizes() {
-        let ok = parse::<AffinityConfig>(br#"{"endpoints":["127.0.0.1:9000"]}"#).unwrap();
+        let ok = parse::<AffinityConfig>(
+            br#"{"endpoints":["127.0.0.1:9000"],"allowOnHeadersStopIteration":true}"#,
+        )
+        .unwrap();
         assert_eq!(ok.parsed_endpoints().len(), 1);
         assert_eq!(ok.hasher().block_size, DEFAULT_BLOCK_SIZE);
         let err =
@@ -181,6 +191,9 @@ mod tests {
         let err = parse::<AffinityConfig>(br#"{"endpoints":["127.0.0.1:1"],"hintHeader":"a b"}"#)
             .unwrap_err();
         assert_eq!(err.path, "hintHeader");
+        // Without the host's header hold the plugin cannot route: refused, naming the field.
+        let err = parse::<AffinityConfig>(br#"{"endpoints":["127.0.0.1:1"]}"#).unwrap_err();
+        assert_eq!(err.path, "allowOnHeadersStopIteration");
     }
 
     #[test]

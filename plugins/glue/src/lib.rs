@@ -7,7 +7,8 @@ use infergate_core::config::{self, Validate};
 use infergate_core::openai_error::{self, ErrorKind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::LogLevel;
+use infergate_core::header_hold::AtHeaders;
+use proxy_wasm::types::{Action, LogLevel};
 use serde::de::DeserializeOwned;
 
 /// Parses the plugin configuration handed to `on_configure`.
@@ -107,5 +108,15 @@ pub fn record(metric: Option<u32>, value: u64) {
 pub fn bump(metric: Option<u32>) {
     if let Some(id) = metric {
         let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// The request-headers callback's answer when the decision waits for the body: `Pause` only
+/// where the configuration says the host allows holding headers (see
+/// [`infergate_core::header_hold`]), else `Continue` and the body callback decides.
+pub fn headers_action(step: AtHeaders) -> Action {
+    match step {
+        AtHeaders::Hold => Action::Pause,
+        AtHeaders::Continue => Action::Continue,
     }
 }

@@ -308,6 +308,18 @@ impl RateLimitFilter {
         }
     }
 
+    /// The decision waits for the body: hold the headers where the host allows it, else let
+    /// them go on and decide from the body callback (no body byte is forwarded before the
+    /// decision; a 429 from there abandons the upstream request). The usage injection may
+    /// grow the body after the headers left, so no-hold mode drops `content-length` here.
+    fn await_body(&mut self, shared: &Shared) -> Action {
+        let hold = shared.config.allow_on_headers_stop_iteration;
+        if !hold.headers_editable_from_body() {
+            self.set_http_request_header("content-length", None);
+        }
+        glue::headers_action(hold.awaiting_body())
+    }
+
     fn too_large(&self, shared: &Shared) -> Action {
         glue::send_too_large(self, shared.config.max_body_bytes);
         Action::Pause
@@ -389,7 +401,7 @@ impl HttpContext for RateLimitFilter {
             }
             self.attrs = Some(self.attributes(&shared));
             self.api = Some(api);
-            return Action::Pause;
+            return self.await_body(&shared);
         }
         let attrs = self.attributes(&shared);
         if shared.config.global.is_some() {

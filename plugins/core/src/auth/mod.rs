@@ -95,7 +95,10 @@ pub struct AuthConfig {
     pub identity_properties: BTreeMap<String, PropertyConfig>,
     /// Realm named in `WWW-Authenticate`.
     #[serde(default = "default_realm")]
-    pub realm: String,
+    pub realm: String,    /// The host lets this plugin hold request headers while it reads the body (Envoy's
+    /// `allow_on_headers_stop_iteration`); default: no-hold mode.
+    #[serde(default)]
+    pub allow_on_headers_stop_iteration: crate::header_hold::HeaderHold,
 }
 
 fn default_realm() -> String {

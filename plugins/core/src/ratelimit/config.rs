@@ -35,7 +35,10 @@ pub struct RateLimitConfig {
     /// Count in a shared rate limit service (Envoy RLS v3, e.g. Limitador) instead of this
     /// Envoy's shared data, so several gateway replicas share one budget.
     #[serde(default)]
-    pub global: Option<GlobalConfig>,
+    pub global: Option<GlobalConfig>,    /// The host lets this plugin hold request headers while it reads the body (Envoy's
+    /// `allow_on_headers_stop_iteration`); default: no-hold mode.
+    #[serde(default)]
+    pub allow_on_headers_stop_iteration: crate::header_hold::HeaderHold,
 }
 
 /// Which identities and models get their own usage counters. Cardinality is bounded: the
@@ -125,6 +128,7 @@ impl Default for RateLimitConfig {
             failure_mode: FailureMode::default(),
             usage_stats: None,
             global: None,
+            allow_on_headers_stop_iteration: Default::default(),
         }
     }
 }
