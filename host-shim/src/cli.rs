@@ -294,7 +294,14 @@ impl Args {
     pub fn health_addr(&self) -> Option<SocketAddr> {
         match self.grpc_health_port {
             Some(p) => Some(all_interfaces(p)),
-            None if self.epp_mode() => Some(all_interfaces(9003)),
+            // The EPP's default, unless host-shim's own HTTP or gRPC listener was put there
+            // (host-shim's HTTP default is 9003): then health is on the gRPC listener only.
+            None if self.epp_mode()
+                && self.http_addr().port() != 9003
+                && self.grpc_addr().port() != 9003 =>
+            {
+                Some(all_interfaces(9003))
+            }
             None => None,
         }
     }
@@ -445,6 +452,22 @@ mod tests {
             ignored,
             vec!["--tracing", "--enable-pprof", "--zap-encoder"]
         );
+    }
+
+    #[test]
+    fn the_default_health_port_steps_aside_for_an_explicit_listener() {
+        let a = parse(&["--pool-name", "p", "--http-addr", "0.0.0.0:9003"]).unwrap();
+        assert_eq!(a.health_addr(), None);
+        let a = parse(&[
+            "--pool-name",
+            "p",
+            "--http-addr",
+            "0.0.0.0:9003",
+            "--grpc-health-port",
+            "9004",
+        ])
+        .unwrap();
+        assert_eq!(a.health_addr().unwrap().port(), 9004);
     }
 
     #[test]

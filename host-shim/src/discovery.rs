@@ -23,9 +23,10 @@ pub async fn start(args: &Args, runtime: &Arc<Runtime>) -> anyhow::Result<()> {
         )?),
         (None, None) => anyhow::bail!("give --pool-name or --endpoint-selector"),
     };
-    let client = kube_source::client()
-        .await
-        .context("Kubernetes client (in-cluster service account or KUBECONFIG)")?;
+    // kube's errors can display as an empty string; the Debug form names the cause.
+    let client = kube_source::client().await.map_err(|e| {
+        anyhow::anyhow!("Kubernetes client (in-cluster service account or KUBECONFIG): {e:?}")
+    })?;
     let namespace = kube_source::namespace(args.pool_namespace.as_deref(), &client);
     tracing::info!(
         namespace,

@@ -167,6 +167,8 @@ async fn forward<K, T, S>(
     let mut failing = false;
     while let Some(item) = stream.next().await {
         let event = match item {
+            // `Init` comes before the list request is even sent: not a sign of life.
+            Ok(watcher::Event::Init) => watcher::Event::Init,
             Ok(e) => {
                 metrics.watch_up.get_or_create(&labels).set(1);
                 if failing {
