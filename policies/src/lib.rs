@@ -14,6 +14,7 @@ pub mod options;
 pub mod ratelimit;
 pub mod render;
 pub mod resources;
+pub mod shim_deploy;
 pub mod topology;
 pub mod wasm_files;
 

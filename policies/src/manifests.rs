@@ -197,8 +197,11 @@ pub struct PodTemplate {
 
 /// Pod spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodSpec {
+    /// The pod's ServiceAccount (host-shim watches the API server with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
     /// Containers.
     pub containers: Vec<Container>,
     /// Volumes.
@@ -221,6 +224,9 @@ pub struct Container {
     pub volume_mounts: Vec<Value>,
     /// Readiness probe.
     pub readiness_probe: Value,
+    /// Liveness probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Value>,
 }
 
 /// `v1` Service.

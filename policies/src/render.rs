@@ -419,9 +419,17 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
 
     // host-shim.
     if let Some(p) = &pool {
+        let shim = crate::shim_deploy::ShimPool {
+            namespace: &p.namespace,
+            name: &p.name,
+            group: crate::shim_deploy::pool_group(bundle),
+            epp_config: p.epp.as_deref(),
+            selector: &p.selector,
+            port: p.port,
+        };
         files.insert(
             "host-shim/host-shim.yaml".into(),
-            host_shim_manifests(p, opts),
+            crate::shim_deploy::manifests(&shim, opts),
         );
     }
 
@@ -493,98 +501,6 @@ fn add_cluster(u: &Upstream) -> ConfigPatch {
             value: v,
         },
     }
-}
-
-fn host_shim_manifests(p: &Pool, opts: &Options) -> String {
-    let name = format!("{}-host-shim", p.name);
-    let labels = BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), name.clone()),
-        (
-            "app.kubernetes.io/part-of".to_string(),
-            "infergate".to_string(),
-        ),
-    ]);
-    let meta = ObjectMeta {
-        name: name.clone(),
-        namespace: p.namespace.clone(),
-        labels: labels.clone(),
-    };
-    let mut data = BTreeMap::from([("endpoints".to_string(), opts.endpoints.join("\n") + "\n")]);
-    let mut args = vec![
-        "--endpoints-file=/etc/infergate/endpoints".to_string(),
-        format!("--http-addr=0.0.0.0:{HOST_SHIM_HTTP_PORT}"),
-        format!("--grpc-addr=0.0.0.0:{HOST_SHIM_GRPC_PORT}"),
-    ];
-    if let Some(e) = &p.epp {
-        data.insert("epp.yaml".into(), e.clone());
-        args.push("--config-file=/etc/infergate/epp.yaml".into());
-    }
-    let cm = ConfigMap {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        metadata: meta.clone(),
-        data,
-    };
-    let dep = Deployment {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        metadata: meta.clone(),
-        spec: DeploymentSpec {
-            replicas: 1,
-            selector: json!({"matchLabels": {"app.kubernetes.io/name": name}}),
-            template: PodTemplate {
-                metadata: json!({"labels": labels}),
-                spec: PodSpec {
-                    containers: vec![Container {
-                        name: "host-shim".into(),
-                        image: opts.images.host_shim_image(),
-                        args,
-                        ports: vec![
-                            json!({"name": "http", "containerPort": HOST_SHIM_HTTP_PORT}),
-                            json!({"name": "grpc", "containerPort": HOST_SHIM_GRPC_PORT}),
-                        ],
-                        volume_mounts: vec![
-                            json!({"name": "config", "mountPath": "/etc/infergate", "readOnly": true}),
-                        ],
-                        readiness_probe: json!({"httpGet": {"path": "/healthz", "port": HOST_SHIM_HTTP_PORT}}),
-                    }],
-                    volumes: vec![json!({"name": "config", "configMap": {"name": name}})],
-                },
-            },
-        },
-    };
-    let svc = Service {
-        api_version: "v1".into(),
-        kind: "Service".into(),
-        metadata: meta,
-        spec: ServiceSpec {
-            selector: BTreeMap::from([("app.kubernetes.io/name".to_string(), name.clone())]),
-            ports: vec![
-                ServicePort {
-                    name: "http".into(),
-                    port: HOST_SHIM_HTTP_PORT,
-                    target_port: HOST_SHIM_HTTP_PORT,
-                    app_protocol: "http".into(),
-                },
-                ServicePort {
-                    name: "grpc".into(),
-                    port: HOST_SHIM_GRPC_PORT,
-                    target_port: HOST_SHIM_GRPC_PORT,
-                    app_protocol: "grpc".into(),
-                },
-            ],
-        },
-    };
-    format!(
-        "# host-shim for InferencePool {}/{} (pods {:?}, port {}). The endpoints file lists the pods'\n# addresses; host-shim re-reads it when it changes.\n{}---\n{}---\n{}",
-        p.namespace,
-        p.name,
-        p.selector,
-        p.port,
-        serde_yaml::to_string(&cm).unwrap_or_default(),
-        serde_yaml::to_string(&dep).unwrap_or_default(),
-        serde_yaml::to_string(&svc).unwrap_or_default()
-    )
 }
 
 /// Writes the rendered files under `dir`.

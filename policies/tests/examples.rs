@@ -115,24 +115,22 @@ fn check_original_dst_and_host_shim(r: &infergate_policies::Rendered, pool: &str
         .config_patches
         .iter()
         .any(|p| p.apply_to == "HTTP_ROUTE"));
+    // host-shim finds the pods itself: pool flags and RBAC, no pod address.
     let text = &r.files["host-shim/host-shim.yaml"];
-    let mut it = serde_yaml::Deserializer::from_str(text);
-    let cm = ConfigMap::deserialize(it.next().unwrap()).unwrap();
-    let dep = Deployment::deserialize(it.next().unwrap()).unwrap();
-    let svc = Service::deserialize(it.next().unwrap()).unwrap();
-    assert_eq!(cm.metadata.name, format!("{pool}-host-shim"));
-    assert_eq!(cm.metadata.namespace, ns);
-    assert_eq!(cm.data["endpoints"], "10.0.0.7:8000\n10.0.0.8:8000\n");
-    assert_eq!(dep.kind, "Deployment");
+    let shim = infergate_policies::shim_deploy::read(text).unwrap();
+    let (dep, svc) = (&shim.deployment, &shim.service);
+    assert_eq!(dep.metadata.name, format!("{pool}-host-shim"));
+    assert_eq!(dep.metadata.namespace, ns);
     assert!(dep.spec.template.spec.containers[0]
         .args
-        .contains(&"--endpoints-file=/etc/infergate/endpoints".to_string()));
+        .contains(&format!("--pool-name={pool}")));
+    assert!(!text.contains("10.0.0.7"), "{text}");
     assert_eq!(
         svc.spec.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
         vec![9003, 9002]
     );
     if let Some(epp) = &r.epp_config {
-        assert_eq!(&cm.data["epp.yaml"], epp);
+        assert_eq!(&shim.config_map.as_ref().unwrap().data["epp.yaml"], epp);
         assert!(dep.spec.template.spec.containers[0]
             .args
             .contains(&"--config-file=/etc/infergate/epp.yaml".to_string()));
@@ -140,8 +138,6 @@ fn check_original_dst_and_host_shim(r: &infergate_policies::Rendered, pool: &str
         host_shim::scheduler::config::SchedulerConfig::parse(epp).unwrap();
     }
 }
-
-use serde::Deserialize;
 
 #[test]
 fn guide_token_mode() {
