@@ -253,7 +253,12 @@ impl RateLimitFilter {
             match request_stream_usage(parsed, body) {
                 Ok(UsageInjection::Injected(new_body)) => {
                     self.set_http_request_body(0, body.len(), &new_body);
-                    if self.get_http_request_header("content-length").is_some() {
+                    // In no-hold mode the headers are gone (Envoy refuses the call) and
+                    // `content-length` was dropped when they left.
+                    let hold = shared.config.allow_on_headers_stop_iteration;
+                    if hold.headers_editable_from_body()
+                        && self.get_http_request_header("content-length").is_some()
+                    {
                         self.set_http_request_header(
                             "content-length",
                             Some(&new_body.len().to_string()),
