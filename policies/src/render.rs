@@ -297,7 +297,8 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
                                 "code": crate::wasm_files::code(name, &gw_ns, &opts.images),
                             },
                             "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": cfg.to_string()},
-                            "fail_open": false,
+                            // A trap fails that request closed; the next gets a fresh VM.
+                            "failure_policy": "FAIL_RELOAD",
                             "allow_on_headers_stop_iteration": true,
                         }
                     }

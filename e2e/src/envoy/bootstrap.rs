@@ -233,7 +233,9 @@ fn wasm_filter(f: &WasmFilter, allow_on_headers_stop_iteration: bool) -> Value {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": config,
                 },
-                "fail_open": false,
+                // A plugin that traps fails closed for that request and Envoy starts a fresh
+                // VM for the next ones (README "Wasm VM failure policy").
+                "failure_policy": "FAIL_RELOAD",
             }
         }
     });
