@@ -19,6 +19,7 @@
 
 use crate::cel::{compile_predicate, Predicate};
 use crate::error::{Error, Result};
+use crate::identity_props::{for_secret, normalize, Property};
 use crate::options::Options;
 use crate::resources::{
     AuthPolicySpec, AuthRules, AuthenticationRule, AuthorizationRule, Bundle, Object, SuccessItem,
@@ -155,25 +156,28 @@ fn build(
             return Err(Error::new(e.origin.policy.clone(), field.clone(), "policy-level `when` on an AuthPolicy is not supported (requests it excludes would need to skip auth entirely); use `anonymous` with `when` for public paths"));
         }
     }
-    // The identity filter.
+    // The identity filter: what rate limits see as `auth.identity`.
     let mut identity: Option<(&Entry<Item>, &BTreeMap<String, ValueOrSelector>)> = None;
+    let mut props: Vec<(String, Property)> = Vec::new();
     for (k, e) in eff {
         if let Item::Filter(f) = &e.value {
             if k != "response.success.filters.identity" {
-                return Err(Error::new(e.origin.policy.clone(), e.origin.field.clone(), "only the `identity` success filter (userid, groups) is supported; its values travel as the identity headers"));
+                return Err(Error::new(e.origin.policy.clone(), e.origin.field.clone(), "only the `identity` success filter is supported: it is what RateLimitPolicy and TokenRateLimitPolicy read as `auth.identity`"));
             }
-            for p in f.json.properties.keys() {
-                if p != "userid" && p != "groups" {
-                    return Err(Error::new(
+            for (name, v) in &f.json.properties {
+                let p = normalize(name, v).map_err(|m| {
+                    Error::new(
                         e.origin.policy.clone(),
-                        format!("{}.json.properties.{p}", e.origin.field),
-                        "only `userid` and `groups` are carried by the auth plugin",
-                    ));
-                }
+                        format!("{}.json.properties.{name}", e.origin.field),
+                        m,
+                    )
+                })?;
+                props.push((name.clone(), p));
             }
             identity = Some((e, &f.json.properties));
         }
     }
+    let prop = |n: &str| props.iter().find(|(k, _)| k == n).map(|(_, p)| p);
     let mut authn: Vec<(&String, &Entry<Item>, &AuthenticationRule)> = eff
         .iter()
         .filter_map(|(k, e)| match &e.value {
@@ -247,8 +251,30 @@ fn build(
                     continue;
                 }
                 let key = secret_key(s)?;
-                let userid = match idprops.and_then(|p| p.get("userid")) {
-                    Some(v) => from_secret(s, v).map_err(|m| id_err("userid", m))?,
+                let mut resolved = BTreeMap::new();
+                for (name, p) in &props {
+                    match for_secret(&s.doc, p).map_err(|m| id_err(name, m))? {
+                        Some(v) => {
+                            resolved.insert(name.clone(), v);
+                        }
+                        None if p.reads_identity() && (name == "userid" || name == "groups") => {
+                            let sel = match p {
+                                Property::Selector(x) => x.as_str(),
+                                Property::Value(_) => "",
+                            };
+                            return Err(id_err(name, format!("Secret {} has no `{sel}`", s.id())));
+                        }
+                        None => {}
+                    }
+                }
+                let userid = match resolved.remove("userid") {
+                    Some(Value::String(u)) if !u.is_empty() => u,
+                    Some(other) => {
+                        return Err(id_err(
+                            "userid",
+                            format!("Secret {} gives a non-string user id {other}", s.id()),
+                        ))
+                    }
                     None => s
                         .meta
                         .annotations
@@ -256,22 +282,22 @@ fn build(
                         .cloned()
                         .unwrap_or_else(|| s.meta.name.clone()),
                 };
-                let groups = match idprops.and_then(|p| p.get("groups")) {
-                    Some(v) => from_secret(s, v).map_err(|m| id_err("groups", m))?,
-                    None => s
+                let groups = match resolved.remove("groups") {
+                    Some(g) => infergate_core::auth::identity::groups_of(&g),
+                    None => infergate_core::auth::identity::groups_of(&json!(s
                         .meta
                         .annotations
                         .get("kuadrant.io/groups")
                         .cloned()
-                        .unwrap_or_default(),
+                        .unwrap_or_default())),
                 };
-                let groups: Vec<String> = groups
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|g| !g.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                keys.push(json!({"sha256": KeyDigest::of(key.as_bytes()).to_hex(), "identity": {"userid": userid, "groups": groups}}));
+                let mut id = json!({"userid": userid, "groups": groups});
+                if !resolved.is_empty() {
+                    id["properties"] = json!(resolved);
+                }
+                keys.push(
+                    json!({"sha256": KeyDigest::of(key.as_bytes()).to_hex(), "identity": id}),
+                );
             }
             if keys.is_empty() {
                 return Err(err(format!("{f}.apiKey.selector"), "no Secret in the input matches the selector (API keys are Secrets with these labels and an `api_key` entry)"));
@@ -292,18 +318,17 @@ fn build(
                 .or_else(|| issuer.contains("/realms/").then(|| format!("{}/protocol/openid-connect/certs", issuer.trim_end_matches('/'))))
                 .ok_or_else(|| err(format!("{f}.jwt.issuerUrl"), "the plugin does not do OIDC discovery: set `jwksUrl`, or pass --jwks-url ISSUER=URL"))?;
             let up = parse_url(&jwks).map_err(|m| err(format!("{f}.jwt.jwksUrl"), &m))?;
+            // A plain claim path maps directly; anything else is an identity property the
+            // plugin evaluates per request (it replaces the user id / groups).
             let mut claims = Map::new();
             for p in ["userid", "groups"] {
-                if let Some(v) = idprops.and_then(|x| x.get(p)) {
-                    let claim = selector(v)
-                        .and_then(|s| s.strip_prefix("auth.identity.").map(str::to_string));
-                    let claim = claim.ok_or_else(|| {
-                        id_err(
-                            p,
-                            "for JWTs, a `selector` `auth.identity.<claim>` is required".into(),
-                        )
-                    })?;
-                    claims.insert(p.into(), json!(claim));
+                if let Some(Property::Selector(sel)) = prop(p) {
+                    if let Some(claim) = sel
+                        .strip_prefix("auth.identity.")
+                        .filter(|c| !c.contains(['\\', '@', '|']))
+                    {
+                        claims.insert(p.into(), json!(claim));
+                    }
                 }
             }
             let mut jm = json!({
@@ -320,19 +345,6 @@ fn build(
             }
         }
         if let Some(t) = &a.kubernetes_token_review {
-            for p in ["userid", "groups"] {
-                if let Some(v) = idprops.and_then(|x| x.get(p)) {
-                    let ok = [
-                        "auth.identity.user.username",
-                        "auth.identity.username",
-                        "auth.identity.user.groups",
-                        "auth.identity.groups",
-                    ];
-                    if !selector(v).is_some_and(|s| ok.contains(&s.as_str())) {
-                        return Err(id_err(p, "for TokenReview the identity is the reviewed user (`auth.identity.user.username`, `auth.identity.user.groups`)".into()));
-                    }
-                }
-            }
             let token = opts.kube_token.clone().ok_or_else(|| err(format!("{f}.kubernetesTokenReview"), "needs the gateway's service-account token for the kube-apiserver: pass --kube-token-file"))?;
             uses_kube = true;
             m.insert("kubernetesTokenReview".into(), json!({
@@ -495,6 +507,18 @@ fn build(
         }
     }
     let mut config = json!({"methods": methods});
+    // Properties the plugin evaluates per request: all of them when a method's identity is
+    // only known then (JWT claims, a TokenReview, anonymous), else those reading
+    // `auth.metadata` or the request (API keys' Secret properties were resolved above).
+    let per_request = authn.iter().any(|(_, _, a)| a.api_key.is_none());
+    let runtime: Map<String, Value> = props
+        .iter()
+        .filter(|(_, p)| per_request || !(p.reads_identity() || matches!(p, Property::Value(_))))
+        .map(|(n, p)| (n.clone(), p.config()))
+        .collect();
+    if !runtime.is_empty() {
+        config["identityProperties"] = Value::Object(runtime);
+    }
     if !authorization.is_empty() {
         config["authorization"] = Value::Object(authorization);
     }
@@ -542,28 +566,6 @@ fn static_value(v: &ValueOrSelector) -> Option<String> {
         Some(other) if v.selector.is_none() => Some(other.to_string()),
         _ => None,
     }
-}
-
-/// Resolves an identity property against an API-key Secret (Authorino's identity object).
-fn from_secret(s: &Object, v: &ValueOrSelector) -> std::result::Result<String, String> {
-    if let Some(val) = static_value(v) {
-        return Ok(val);
-    }
-    let sel = selector(v).ok_or("set `value` or `selector`")?;
-    let path = sel
-        .strip_prefix("auth.identity.metadata.")
-        .ok_or_else(|| format!("`{sel}`: for API keys, select from the Secret's metadata (`auth.identity.metadata.annotations.<key>`, `.labels.<key>`, `.name`)"))?;
-    let unescape = |k: &str| k.replace("\\.", ".");
-    let found = if path == "name" {
-        Some(s.meta.name.clone())
-    } else if let Some(k) = path.strip_prefix("annotations.") {
-        s.meta.annotations.get(&unescape(k)).cloned()
-    } else if let Some(k) = path.strip_prefix("labels.") {
-        s.meta.labels.get(&unescape(k)).cloned()
-    } else {
-        return Err(format!("`{sel}` is not supported"));
-    };
-    found.ok_or_else(|| format!("Secret {} has no `{sel}`", s.id()))
 }
 
 fn secret_key(s: &Object) -> Result<String> {

@@ -1,22 +1,24 @@
-//! The CEL subset Kuadrant policies use in `when` predicates, `counters` and
-//! `patternMatching`, compiled at translation time into the plugins' predicate form
-//! (`{attribute, eq|neq|startsWith|in|exists}`; a list of them is an AND).
+//! CEL in Kuadrant policies (`when` predicates, `counters`, `patternMatching`), parsed with
+//! cel-rust's parser (`cel-parser`, the parser of the `cel` crate Kuadrant's wasm-shim
+//! evaluates) and compiled at translation time into the plugins' checked predicate tree
+//! (`infergate_core::attributes::PredicateConfig`: `all` / `any` / `not` over one-attribute
+//! tests). The plugins never parse CEL.
 //!
-//! Supported:
-//! - attribute paths: `auth.identity.userid`, `auth.identity.groups`, `auth.identity.tier`,
-//!   `request.path`, `request.url_path`, `request.method`, `request.host`,
-//!   `request.headers['x']`, `requestBodyJSON('/model')` (the body's `model`);
-//! - string literals, lists of string literals, `true`;
-//! - `a == 'v'`, `a != 'v'` (either side may be the literal), `a in ['v', …]`,
-//!   `a.startsWith('p')`, `has(a)`, `'v' in auth.identity.groups`,
-//!   `auth.identity.groups.exists(g, g == 'v')` (also after `.split(',')`);
-//! - `&&`; `!` over a single comparison (`!(a == 'v')`, `!has(a)`); `||` only where the
-//!   alternatives are equalities on the same attribute (it becomes one `in`).
+//! Compiled: `&&`, `||`, `!`, `==`, `!=`, `<`, `<=`, `>`, `>=` (against a literal), `in` (a
+//! list literal, or a value in a list attribute), `startsWith`, `endsWith`, `contains`,
+//! `size()`, `has()`, `.split(sep).exists(v, …)`, `.exists(v, …)` over list attributes,
+//! `requestBodyJSON('/model')`, `true` / `false`. Attributes: `auth.identity.<any path>`,
+//! `request.path`, `request.url_path`, `request.query`, `request.method`, `request.host`,
+//! `request.headers['x']`, `source.address`, `source.remote_address`.
 //!
-//! Anything else is an error: an OR cannot be split into several limits without changing what
-//! is counted (two limits are two counters, and a request matching both alternatives would be
-//! charged twice), so it is refused rather than approximated.
+//! Refused, each with a reason naming the construct: `matches()` (a regex engine does not fit
+//! the plugins' size budget), arithmetic, the ternary `?:`, `all()` / `exists_one()` / `map()` /
+//! `filter()`, comparisons between two attributes, map and message literals, unknown
+//! attributes and functions.
 
+use cel_parser::ast::{operators as op, CallExpr, ComprehensionExpr, Expr, IdedExpr};
+use cel_parser::reference::Val;
+use infergate_core::attributes::Attribute;
 use serde::{Deserialize, Serialize};
 
 /// A compiled predicate, serialized exactly as the plugins read it
@@ -24,7 +26,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]
 pub struct Predicate {
-    /// Attribute name (Kuadrant form).
+    /// Attribute name (Kuadrant form); empty on `all` / `any` / `not` nodes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub attribute: String,
     /// Equal to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,12 +38,45 @@ pub struct Predicate {
     /// Starts with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts_with: Option<String>,
+    /// Ends with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_with: Option<String>,
+    /// Contains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
     /// One of.
     #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
     pub one_of: Option<Vec<String>>,
     /// Present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exists: Option<bool>,
+    /// Less than.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lt: Option<String>,
+    /// Less than or equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub le: Option<String>,
+    /// Greater than.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gt: Option<String>,
+    /// Greater than or equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ge: Option<String>,
+    /// Test `size()` of the value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub size: bool,
+    /// Split the value first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// All hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<Vec<Predicate>>,
+    /// Any holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any: Option<Vec<Predicate>>,
+    /// Does not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not: Option<Box<Predicate>>,
 }
 
 impl Predicate {
@@ -50,527 +86,563 @@ impl Predicate {
             ..Self::default()
         }
     }
+
+    /// Whether this is a one-attribute test (not `all` / `any` / `not`).
+    pub fn is_test(&self) -> bool {
+        !self.attribute.is_empty()
+    }
+}
+
+/// Longest CEL expression accepted.
+const MAX_SOURCE: usize = 4096;
+
+/// Parses CEL with cel-rust's parser. Its macro expanders assert on malformed calls
+/// (`x.exists(g)`), so a panic is caught and reported as a parse error.
+fn parse(src: &str) -> Result<IdedExpr, String> {
+    if src.len() > MAX_SOURCE {
+        return Err(format!("CEL expressions are at most {MAX_SOURCE} bytes"));
+    }
+    let owned = src.to_string();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(move || cel_parser::Parser::new().parse(&owned));
+    std::panic::set_hook(hook);
+    match r {
+        Ok(Ok(e)) => Ok(e),
+        Ok(Err(e)) => Err(format!("CEL syntax error in `{src}`: {e}")),
+        Err(_) => Err(format!("CEL syntax error in `{src}`")),
+    }
 }
 
 /// Compiles a `when` predicate into predicates that must all hold.
 pub fn compile_predicate(src: &str) -> Result<Vec<Predicate>, String> {
-    let expr = Parser::new(src)?.parse_all()?;
-    let dnf = to_dnf(&expr)?;
-    match dnf.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err("the expression is always false".into()),
-        _ => Err(format!(
-            "`||` over different attributes or tests cannot be expressed: the plugin's conditions are an AND of single-attribute tests, and splitting `{src}` into several limits would count differently"
-        )),
-    }
-}
-
-/// Compiles a counter expression: it must be a plain attribute path.
-pub fn compile_counter(src: &str) -> Result<String, String> {
-    match Parser::new(src)?.parse_all()? {
-        Expr::Path(p) => attribute(&p),
-        _ => Err(format!(
-            "`{src}`: a counter must be an attribute path (e.g. `auth.identity.userid`)"
-        )),
-    }
-}
-
-fn attribute(path: &str) -> Result<String, String> {
-    // A TokenReview identity is `{user: {username, groups}}` in Authorino; the plugin carries
-    // it as the identity's userid and groups.
-    let path = match path {
-        "auth.identity.user.username" => "auth.identity.userid",
-        "auth.identity.user.groups" => "auth.identity.groups",
-        p => p,
-    };
-    infergate_core::attributes::Attribute::parse(path)?;
-    Ok(path.to_string())
-}
-
-fn is_list_attr(path: &str) -> bool {
-    let path = if path == "auth.identity.user.groups" {
-        "auth.identity.groups"
-    } else {
-        path
-    };
-    matches!(
-        infergate_core::attributes::Attribute::parse(path),
-        Ok(infergate_core::attributes::Attribute::Groups)
-    )
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Expr {
-    Str(String),
-    Bool(bool),
-    List(Vec<Expr>),
-    Path(String),
-    Ident(String),
-    Not(Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
-    Cmp(&'static str, Box<Expr>, Box<Expr>),
-    Call(Option<Box<Expr>>, String, Vec<Expr>),
-}
-
-type Dnf = Vec<Vec<Predicate>>;
-
-fn to_dnf(e: &Expr) -> Result<Dnf, String> {
-    Ok(match e {
-        Expr::Bool(true) => vec![vec![]],
-        Expr::Bool(false) => vec![],
-        Expr::And(a, b) => {
-            let (a, b) = (to_dnf(a)?, to_dnf(b)?);
-            let mut out = Vec::new();
-            for x in &a {
-                for y in &b {
-                    let mut c = x.clone();
-                    c.extend(y.iter().cloned());
-                    out.push(c);
-                }
-            }
-            out
-        }
-        Expr::Or(a, b) => {
-            let mut out = to_dnf(a)?;
-            out.extend(to_dnf(b)?);
-            merge_or(out)
-        }
-        Expr::Not(inner) => {
-            let d = to_dnf(inner)?;
-            match d.as_slice() {
-                [one] if one.len() == 1 => {
-                    let p = &one[0];
-                    let mut n = Predicate::new(&p.attribute);
-                    if let Some(v) = &p.eq {
-                        if is_list_attr(&p.attribute) {
-                            return Err(format!(
-                                "`!` over a membership test of `{}` cannot be expressed",
-                                p.attribute
-                            ));
-                        }
-                        n.neq = Some(v.clone());
-                    } else if let Some(v) = &p.neq {
-                        n.eq = Some(v.clone());
-                    } else if let Some(b) = p.exists {
-                        n.exists = Some(!b);
-                    } else {
-                        return Err(format!(
-                            "`!` over `startsWith` or `in` of `{}` cannot be expressed (no negated form)",
-                            p.attribute
-                        ));
-                    }
-                    vec![vec![n]]
-                }
-                _ => return Err("`!` is supported only over a single comparison".into()),
-            }
-        }
-        Expr::Cmp(op, a, b) => vec![vec![compare(op, a, b)?]],
-        Expr::Call(target, name, args) => vec![vec![call(target.as_deref(), name, args)?]],
-        Expr::Path(p) => {
-            return Err(format!(
-                "`{p}` alone is not a condition; compare it (`{p} == 'value'`)"
-            ))
-        }
-        other => return Err(format!("unsupported expression {other:?}")),
+    let expr = parse(src)?;
+    let p = Compiler::default().bool_expr(&expr)?;
+    Ok(match p {
+        Pred::Const(true) => Vec::new(),
+        Pred::Const(false) => return Err(format!("`{src}` is always false")),
+        Pred::P(p) => match &p.all {
+            Some(list) if !p.is_test() && p.any.is_none() && p.not.is_none() => list.clone(),
+            _ => vec![p],
+        },
     })
 }
 
-/// `a == x || a == y || a in [z]` → `a in [x, y, z]`.
-fn merge_or(d: Dnf) -> Dnf {
-    if d.len() < 2 || d.iter().any(|c| c.len() != 1) {
-        return d;
-    }
-    let attr = &d[0][0].attribute;
-    let mut values = Vec::new();
-    for c in &d {
-        let p = &c[0];
-        if &p.attribute != attr {
-            return d;
-        }
-        match (&p.eq, &p.one_of, &p.neq, &p.starts_with, p.exists) {
-            (Some(v), None, None, None, None) => values.push(v.clone()),
-            (None, Some(vs), None, None, None) => values.extend(vs.iter().cloned()),
-            _ => return d,
-        }
-    }
-    values.dedup();
-    let mut p = Predicate::new(attr);
-    p.one_of = Some(values);
-    vec![vec![p]]
-}
-
-fn literal(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Str(s) => Some(s.clone()),
-        _ => None,
+/// Compiles a counter expression: it must be an attribute (`auth.identity.<property>`,
+/// `request.headers['x']`, …).
+pub fn compile_counter(src: &str) -> Result<String, String> {
+    let expr = parse(src)?;
+    match Compiler::default().value(&expr)? {
+        Value::Attr {
+            name,
+            split: None,
+            size: false,
+        } => Ok(name),
+        _ => Err(format!(
+            "`{src}`: a counter must be an attribute (e.g. `auth.identity.userid`)"
+        )),
     }
 }
 
-fn compare(op: &str, a: &Expr, b: &Expr) -> Result<Predicate, String> {
-    match op {
-        "==" | "!=" => {
-            let (path, lit) = match (a, b) {
-                (Expr::Path(p), x) | (x, Expr::Path(p)) => (p, x),
-                _ => return Err(format!("`{op}` needs an attribute on one side")),
-            };
-            let Some(v) = literal(lit) else {
-                return Err(format!("`{path} {op} …` needs a string literal"));
-            };
-            let mut p = Predicate::new(&attribute(path)?);
-            if op == "==" {
-                p.eq = Some(v);
-            } else {
-                if is_list_attr(path) {
-                    return Err(format!("`!=` on the list `{path}` cannot be expressed; use `!('v' in {path})`… which is not supported either"));
-                }
-                p.neq = Some(v);
+/// Compiles a value expression (an AuthPolicy property `expression`): an attribute path.
+pub fn compile_attribute(src: &str) -> Result<String, String> {
+    compile_counter(src)
+}
+
+enum Pred {
+    Const(bool),
+    P(Predicate),
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Attr {
+        name: String,
+        split: Option<String>,
+        size: bool,
+    },
+    Lit(String),
+    List(Vec<String>),
+}
+
+#[derive(Default)]
+struct Compiler {
+    /// Comprehension variables bound to an attribute's elements.
+    vars: Vec<(String, String, Option<String>)>,
+}
+
+fn canonical(path: &str) -> Result<String, String> {
+    // A TokenReview identity is `{user: {username, groups}}` in Authorino; the plugin carries
+    // them as the identity's userid and groups.
+    let path = match path {
+        "auth.identity.user.username" | "auth.identity.username" => "auth.identity.userid",
+        "auth.identity.user.groups" => "auth.identity.groups",
+        p => p,
+    };
+    Attribute::parse(path)?;
+    Ok(path.to_string())
+}
+
+fn is_list_attr(name: &str) -> bool {
+    matches!(Attribute::parse(name), Ok(Attribute::Groups))
+}
+
+fn literal(v: &Val) -> Result<String, String> {
+    Ok(match v {
+        Val::String(s) => s.clone(),
+        Val::Int(i) => i.to_string(),
+        Val::UInt(u) => u.to_string(),
+        Val::Boolean(b) => b.to_string(),
+        Val::Double(_) => return Err(
+            "floating-point literals are not supported (attributes compare as strings or integers)"
+                .into(),
+        ),
+        Val::Null => return Err("`null` is not supported; use `has(…)`".into()),
+        Val::Bytes(_) => return Err("bytes literals are not supported".into()),
+    })
+}
+
+fn describe(e: &IdedExpr) -> String {
+    match &e.expr {
+        Expr::Call(c) => format!("`{}`", c.func_name.trim_matches('_')),
+        Expr::Comprehension(_) => "a comprehension".into(),
+        Expr::Ident(i) => format!("`{i}`"),
+        Expr::Literal(_) => "a literal".into(),
+        Expr::Map(_) | Expr::Struct(_) => "a map or message literal".into(),
+        Expr::List(_) => "a list".into(),
+        Expr::Select(s) => format!("`.{}`", s.field),
+        Expr::Unspecified => "an empty expression".into(),
+    }
+}
+
+impl Compiler {
+    fn bool_expr(&mut self, e: &IdedExpr) -> Result<Pred, String> {
+        match &e.expr {
+            Expr::Literal(Val::Boolean(b)) => Ok(Pred::Const(*b)),
+            Expr::Call(c) => self.call(c),
+            Expr::Select(s) if s.test => {
+                let name = self
+                    .raw_path(&s.operand)
+                    .ok_or_else(|| "`has(…)` needs an attribute path".to_string())?;
+                let name = format!("{name}.{}", s.field);
+                let mut p = Predicate::new(&canonical(&name)?);
+                p.exists = Some(true);
+                Ok(Pred::P(p))
             }
-            Ok(p)
+            Expr::Comprehension(c) => self.comprehension(c),
+            _ => match self.value(e)? {
+                Value::Attr { name, .. } => Err(format!(
+                    "`{name}` alone is not a condition; compare it (`{name} == 'value'`)"
+                )),
+                _ => Err(format!("{} is not a condition", describe(e))),
+            },
         }
-        "in" => match (a, b) {
-            (Expr::Path(path), Expr::List(items)) => {
-                let values = items
-                    .iter()
-                    .map(|i| {
-                        literal(i).ok_or_else(|| format!("`{path} in [...]` needs string literals"))
+    }
+
+    fn both(&mut self, c: &CallExpr) -> Result<(Pred, Pred), String> {
+        match c.args.as_slice() {
+            [a, b] => Ok((self.bool_expr(a)?, self.bool_expr(b)?)),
+            _ => Err(format!("`{}` needs two operands", c.func_name)),
+        }
+    }
+
+    fn call(&mut self, c: &CallExpr) -> Result<Pred, String> {
+        let f = c.func_name.as_str();
+        match f {
+            op::LOGICAL_AND => Ok(match self.both(c)? {
+                (Pred::Const(false), _) | (_, Pred::Const(false)) => Pred::Const(false),
+                (Pred::Const(true), x) | (x, Pred::Const(true)) => x,
+                (Pred::P(a), Pred::P(b)) => {
+                    let mut list = flatten(a, |p| &mut p.all);
+                    list.extend(flatten(b, |p| &mut p.all));
+                    Pred::P(Predicate {
+                        all: Some(list),
+                        ..Predicate::default()
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut p = Predicate::new(&attribute(path)?);
-                p.one_of = Some(values);
-                Ok(p)
+                }
+            }),
+            op::LOGICAL_OR => Ok(match self.both(c)? {
+                (Pred::Const(true), _) | (_, Pred::Const(true)) => Pred::Const(true),
+                (Pred::Const(false), x) | (x, Pred::Const(false)) => x,
+                (Pred::P(a), Pred::P(b)) => {
+                    let mut list = flatten(a, |p| &mut p.any);
+                    list.extend(flatten(b, |p| &mut p.any));
+                    Pred::P(merge_in(list))
+                }
+            }),
+            op::LOGICAL_NOT => match c.args.as_slice() {
+                [a] => Ok(match self.bool_expr(a)? {
+                    Pred::Const(b) => Pred::Const(!b),
+                    Pred::P(p) => Pred::P(negate(p)),
+                }),
+                _ => Err("`!` needs one operand".into()),
+            },
+            op::EQUALS | op::NOT_EQUALS | op::LESS | op::LESS_EQUALS | op::GREATER
+            | op::GREATER_EQUALS => self.comparison(f, c),
+            op::IN => self.membership(c),
+            "startsWith" | "endsWith" | "contains" => {
+                let (Some(target), [arg]) = (&c.target, c.args.as_slice()) else {
+                    return Err(format!("`{f}` is called as `attribute.{f}('text')`"));
+                };
+                let (name, split, size) = self.attr_of(target, f)?;
+                let Value::Lit(text) = self.value(arg)? else {
+                    return Err(format!("`{f}` needs a string literal argument"));
+                };
+                if size {
+                    return Err(format!("`{f}` on `size()` is not a string test"));
+                }
+                let mut p = Predicate::new(&name);
+                p.split = split;
+                match f {
+                    "startsWith" => p.starts_with = Some(text),
+                    "endsWith" => p.ends_with = Some(text),
+                    _ => p.contains = Some(text),
+                }
+                Ok(Pred::P(p))
             }
-            (Expr::Str(v), Expr::Path(path)) if is_list_attr(path) => {
-                let mut p = Predicate::new(&attribute(path)?);
-                p.eq = Some(v.clone());
-                Ok(p)
+            "matches" => Err("`matches()` is not supported: a regular-expression engine does not fit the plugins' size budget (use startsWith / endsWith / contains / in)".into()),
+            op::CONDITIONAL => Err("the ternary `? :` is not supported in conditions".into()),
+            op::ADD | op::SUBSTRACT | op::MULTIPLY | op::DIVIDE | op::MODULO | op::NEGATE => {
+                Err("arithmetic is not supported".into())
             }
-            _ => Err(
-                "`in` is supported as `attribute in ['a', …]` or `'v' in auth.identity.groups`"
+            other => Err(format!("function `{other}` is not supported")),
+        }
+    }
+
+    fn attr_of(
+        &mut self,
+        e: &IdedExpr,
+        what: &str,
+    ) -> Result<(String, Option<String>, bool), String> {
+        match self.value(e)? {
+            Value::Attr { name, split, size } => Ok((name, split, size)),
+            _ => Err(format!("`{what}` needs an attribute")),
+        }
+    }
+
+    fn comparison(&mut self, f: &str, c: &CallExpr) -> Result<Pred, String> {
+        let [a, b] = c.args.as_slice() else {
+            return Err(format!("`{f}` needs two operands"));
+        };
+        let (va, vb) = (self.value(a)?, self.value(b)?);
+        // Put the attribute on the left, flipping the operator.
+        let (attr, lit, f) = match (va, vb) {
+            (Value::Attr { name, split, size }, Value::Lit(l)) => ((name, split, size), l, f),
+            (Value::Lit(l), Value::Attr { name, split, size }) => (
+                (name, split, size),
+                l,
+                match f {
+                    op::LESS => op::GREATER,
+                    op::LESS_EQUALS => op::GREATER_EQUALS,
+                    op::GREATER => op::LESS,
+                    op::GREATER_EQUALS => op::LESS_EQUALS,
+                    other => other,
+                },
+            ),
+            (Value::Lit(x), Value::Lit(y)) if f == op::EQUALS => return Ok(Pred::Const(x == y)),
+            (Value::Attr { .. }, Value::Attr { .. }) => return Err(
+                "comparing two attributes is not supported; compare an attribute with a literal"
                     .into(),
             ),
-        },
-        other => Err(format!("operator `{other}` is not supported")),
-    }
-}
-
-fn call(target: Option<&Expr>, name: &str, args: &[Expr]) -> Result<Predicate, String> {
-    match (target, name, args) {
-        (Some(Expr::Path(path)), "startsWith", [Expr::Str(prefix)]) => {
-            let mut p = Predicate::new(&attribute(path)?);
-            p.starts_with = Some(prefix.clone());
-            Ok(p)
-        }
-        (None, "has", [Expr::Path(path)]) => {
-            let mut p = Predicate::new(&attribute(path)?);
-            p.exists = Some(true);
-            Ok(p)
-        }
-        (Some(t), "exists", [Expr::Ident(var), body]) => {
-            let path = match t {
-                Expr::Path(p) => p.clone(),
-                // `groups.split(',')`: the plugin already sees groups as a list.
-                Expr::Call(Some(inner), split, sargs) if split == "split" && sargs.len() == 1 => {
-                    match inner.as_ref() {
-                        Expr::Path(p) => p.clone(),
-                        _ => return Err("`.split(…).exists(…)` needs an attribute".into()),
-                    }
-                }
-                _ => return Err("`.exists(…)` needs an attribute".into()),
-            };
-            if !is_list_attr(&path) {
+            _ => {
                 return Err(format!(
-                    "`.exists(…)` is supported on `auth.identity.groups`, not `{path}`"
-                ));
+                    "`{}` needs an attribute and a literal",
+                    f.trim_matches('_')
+                ))
             }
-            let bound = Expr::Path(path.clone());
-            let body = substitute(body, var, &bound);
-            let d = to_dnf(&body)?;
-            match d.as_slice() {
-                [one] if one.len() == 1 && (one[0].eq.is_some() || one[0].one_of.is_some()) => {
-                    Ok(one[0].clone())
-                }
-                _ => Err(format!(
-                    "`.exists({var}, …)` is supported with `{var} == 'v'` or `{var} in [...]`"
-                )),
-            }
-        }
-        (Some(Expr::Path(path)), m, _) => Err(format!(
-            "method `{path}.{m}(…)` is not supported (supported: startsWith, exists)"
-        )),
-        (_, f, _) => Err(format!("function `{f}` is not supported here")),
-    }
-}
-
-fn substitute(e: &Expr, var: &str, with: &Expr) -> Expr {
-    let s = |x: &Expr| Box::new(substitute(x, var, with));
-    match e {
-        Expr::Ident(v) | Expr::Path(v) if v == var => with.clone(),
-        Expr::Not(a) => Expr::Not(s(a)),
-        Expr::And(a, b) => Expr::And(s(a), s(b)),
-        Expr::Or(a, b) => Expr::Or(s(a), s(b)),
-        Expr::Cmp(o, a, b) => Expr::Cmp(o, s(a), s(b)),
-        other => other.clone(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Lexer and parser
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident(String),
-    Str(String),
-    Int(String),
-    Punct(&'static str),
-}
-
-fn lex(src: &str) -> Result<Vec<Tok>, String> {
-    let b: Vec<char> = src.chars().collect();
-    let mut i = 0;
-    let mut out = Vec::new();
-    while i < b.len() {
-        let c = b[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c.is_ascii_alphabetic() || c == '_' {
-            let s = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == '_') {
-                i += 1;
-            }
-            out.push(Tok::Ident(b[s..i].iter().collect()));
-        } else if c.is_ascii_digit() {
-            let s = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            out.push(Tok::Int(b[s..i].iter().collect()));
-        } else if c == '\'' || c == '"' {
-            i += 1;
-            let mut s = String::new();
-            loop {
-                match b.get(i) {
-                    None => return Err("unterminated string literal".into()),
-                    Some(&q) if q == c => break,
-                    Some('\\') => {
-                        i += 1;
-                        match b.get(i) {
-                            Some('n') => s.push('\n'),
-                            Some('t') => s.push('\t'),
-                            Some(&x) => s.push(x),
-                            None => return Err("unterminated string literal".into()),
-                        }
-                    }
-                    Some(&x) => s.push(x),
-                }
-                i += 1;
-            }
-            i += 1;
-            out.push(Tok::Str(s));
-        } else {
-            let two: String = b[i..(i + 2).min(b.len())].iter().collect();
-            let p = match two.as_str() {
-                "==" => "==",
-                "!=" => "!=",
-                "&&" => "&&",
-                "||" => "||",
-                "<=" | ">=" => return Err(format!("operator `{two}` is not supported")),
-                _ => match c {
-                    '!' => "!",
-                    '(' => "(",
-                    ')' => ")",
-                    '[' => "[",
-                    ']' => "]",
-                    ',' => ",",
-                    '.' => ".",
-                    _ => return Err(format!("unexpected `{c}`")),
-                },
-            };
-            i += p.len();
-            out.push(Tok::Punct(p));
-        }
-    }
-    Ok(out)
-}
-
-struct Parser {
-    toks: Vec<Tok>,
-    pos: usize,
-}
-
-impl Parser {
-    fn new(src: &str) -> Result<Self, String> {
-        Ok(Self {
-            toks: lex(src)?,
-            pos: 0,
-        })
-    }
-
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos)
-    }
-
-    fn eat(&mut self, p: &str) -> bool {
-        if matches!(self.peek(), Some(Tok::Punct(x)) if *x == p) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, p: &str) -> Result<(), String> {
-        if self.eat(p) {
-            Ok(())
-        } else {
-            Err(format!("expected `{p}`, found {:?}", self.peek()))
-        }
-    }
-
-    fn parse_all(mut self) -> Result<Expr, String> {
-        let e = self.or()?;
-        if self.pos != self.toks.len() {
-            return Err(format!("unexpected {:?}", self.peek()));
-        }
-        Ok(e)
-    }
-
-    fn or(&mut self) -> Result<Expr, String> {
-        let mut e = self.and()?;
-        while self.eat("||") {
-            e = Expr::Or(Box::new(e), Box::new(self.and()?));
-        }
-        Ok(e)
-    }
-
-    fn and(&mut self) -> Result<Expr, String> {
-        let mut e = self.rel()?;
-        while self.eat("&&") {
-            e = Expr::And(Box::new(e), Box::new(self.rel()?));
-        }
-        Ok(e)
-    }
-
-    fn rel(&mut self) -> Result<Expr, String> {
-        let a = self.unary()?;
-        let op = if self.eat("==") {
-            "=="
-        } else if self.eat("!=") {
-            "!="
-        } else if matches!(self.peek(), Some(Tok::Ident(k)) if k == "in") {
-            self.pos += 1;
-            "in"
-        } else {
-            return Ok(a);
         };
-        let b = self.unary()?;
-        Ok(Expr::Cmp(op, Box::new(a), Box::new(b)))
-    }
-
-    fn unary(&mut self) -> Result<Expr, String> {
-        if self.eat("!") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+        let (name, split, size) = attr;
+        if split.is_some() && !size && self.vars.is_empty() {
+            return Err("compare the elements of `.split(…)` with `.exists(v, v == '…')`".into());
         }
-        self.postfix()
+        if f == op::NOT_EQUALS && is_list_attr(&name) && !size {
+            return Err(format!(
+                "`!=` on the list `{name}` is ambiguous; write `!('v' in {name})`"
+            ));
+        }
+        let mut p = Predicate::new(&name);
+        p.size = size;
+        p.split = split;
+        let slot = match f {
+            op::EQUALS => &mut p.eq,
+            op::NOT_EQUALS => &mut p.neq,
+            op::LESS => &mut p.lt,
+            op::LESS_EQUALS => &mut p.le,
+            op::GREATER => &mut p.gt,
+            _ => &mut p.ge,
+        };
+        *slot = Some(lit);
+        Ok(Pred::P(p))
     }
 
-    fn postfix(&mut self) -> Result<Expr, String> {
-        let mut e = self.primary()?;
-        loop {
-            if self.eat(".") {
-                let Some(Tok::Ident(name)) = self.peek().cloned() else {
-                    return Err("expected a name after `.`".into());
-                };
-                self.pos += 1;
-                if self.eat("(") {
-                    let args = self.args(")")?;
-                    e = Expr::Call(Some(Box::new(e)), name, args);
-                } else {
-                    e = match e {
-                        Expr::Path(p) | Expr::Ident(p) => Expr::Path(format!("{p}.{name}")),
-                        _ => return Err(format!("`.{name}` on a non-attribute")),
+    fn membership(&mut self, c: &CallExpr) -> Result<Pred, String> {
+        let [a, b] = c.args.as_slice() else {
+            return Err("`in` needs two operands".into());
+        };
+        match (self.value(a)?, self.value(b)?) {
+            (
+                Value::Attr {
+                    name,
+                    split,
+                    size: false,
+                },
+                Value::List(items),
+            ) => {
+                let mut p = Predicate::new(&name);
+                p.split = split;
+                p.one_of = Some(items);
+                Ok(Pred::P(p))
+            }
+            (
+                Value::Lit(v),
+                Value::Attr {
+                    name,
+                    split,
+                    size: false,
+                },
+            ) if split.is_some() || is_list_attr(&name) || name.starts_with("auth.identity.") => {
+                let mut p = Predicate::new(&name);
+                p.split = split;
+                p.eq = Some(v);
+                Ok(Pred::P(p))
+            }
+            (Value::Lit(v), Value::List(items)) => Ok(Pred::Const(items.contains(&v))),
+            _ => Err(
+                "`in` is supported as `attribute in ['a', …]` or `'v' in <list attribute>`".into(),
+            ),
+        }
+    }
+
+    fn comprehension(&mut self, c: &ComprehensionExpr) -> Result<Pred, String> {
+        // cel-parser expands `r.exists(v, body)` into a fold whose step is `@result || body`
+        // from `false`; `all` folds with `&&` from `true`.
+        let step = match &c.loop_step.expr {
+            Expr::Call(s) => s,
+            _ => return Err("this comprehension is not supported".into()),
+        };
+        let is_exists = step.func_name == op::LOGICAL_OR
+            && c.accu_init.expr == Expr::Literal(Val::Boolean(false));
+        if !is_exists || step.args.len() != 2 || c.iter_var2.is_some() {
+            return Err("only `.exists(v, …)` is supported among the macros (`all`, `exists_one`, `map`, `filter` are not)".into());
+        }
+        let (name, split) = match self.value(&c.iter_range)? {
+            Value::Attr {
+                name,
+                split,
+                size: false,
+            } => (name, split),
+            _ => return Err("`.exists(…)` needs an attribute (or `attribute.split(',')`)".into()),
+        };
+        if split.is_none() && !is_list_attr(&name) && !name.starts_with("auth.identity.") {
+            return Err(format!("`{name}` is not a list; `.exists(…)` needs one"));
+        }
+        self.vars.push((c.iter_var.clone(), name, split));
+        let body = self.bool_expr(&step.args[1]);
+        self.vars.pop();
+        let body = body?;
+        // Each test is true when any element passes it, so `exists` over one test, or over an
+        // `||` of tests, is that test; `&&`, `!` and `!=` inside would change meaning.
+        let ok = |p: &Predicate| p.is_test() && p.neq.is_none() && !p.size;
+        match body {
+            Pred::Const(b) => Ok(Pred::Const(b)),
+            Pred::P(p) if ok(&p) => Ok(Pred::P(p)),
+            Pred::P(p) if p.any.as_ref().is_some_and(|v| v.iter().all(ok)) => Ok(Pred::P(p)),
+            Pred::P(_) => Err("inside `.exists(v, …)` only `==`, `in`, startsWith / endsWith / contains on `v`, joined by `||`, are supported".into()),
+        }
+    }
+
+    fn raw_path(&self, e: &IdedExpr) -> Option<String> {
+        match &e.expr {
+            Expr::Ident(i) => Some(i.clone()),
+            Expr::Select(s) if !s.test => {
+                Some(format!("{}.{}", self.raw_path(&s.operand)?, s.field))
+            }
+            Expr::Call(c) if c.func_name == op::INDEX && c.args.len() == 2 => {
+                let base = self.raw_path(&c.args[0])?;
+                match &c.args[1].expr {
+                    Expr::Literal(Val::String(k)) => Some(format!("{base}['{k}']")),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn value(&mut self, e: &IdedExpr) -> Result<Value, String> {
+        match &e.expr {
+            Expr::Literal(v) => Ok(Value::Lit(literal(v)?)),
+            Expr::List(l) => {
+                let items = l
+                    .elements
+                    .iter()
+                    .map(|x| match &x.expr {
+                        Expr::Literal(v) => literal(v),
+                        _ => Err("list elements must be literals".into()),
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                Ok(Value::List(items))
+            }
+            Expr::Ident(i) => {
+                if let Some((_, name, split)) = self.vars.iter().rev().find(|(v, _, _)| v == i) {
+                    return Ok(Value::Attr {
+                        name: name.clone(),
+                        split: split.clone(),
+                        size: false,
+                    });
+                }
+                Err(format!("unknown attribute `{i}`"))
+            }
+            Expr::Select(s) if s.test => Err("`has(…)` is a condition, not a value".into()),
+            Expr::Select(_) | Expr::Call(CallExpr { func_name: _, .. })
+                if self.raw_path(e).is_some() =>
+            {
+                let raw = self.raw_path(e).unwrap_or_default();
+                let root = raw.split(['.', '[']).next().unwrap_or_default();
+                if self.vars.iter().any(|(v, _, _)| v == root) {
+                    return Err(format!(
+                        "`{raw}`: fields of a comprehension variable are not supported"
+                    ));
+                }
+                Ok(Value::Attr {
+                    name: canonical(&raw)?,
+                    split: None,
+                    size: false,
+                })
+            }
+            Expr::Call(c) => match (c.func_name.as_str(), c.target.as_deref(), c.args.as_slice()) {
+                ("size", Some(t), []) | ("size", None, [t]) => {
+                    let (name, split, _) = self.attr_of(t, "size")?;
+                    Ok(Value::Attr {
+                        name,
+                        split,
+                        size: true,
+                    })
+                }
+                ("split", Some(t), [sep]) => {
+                    let (name, split, size) = self.attr_of(t, "split")?;
+                    let Value::Lit(sep) = self.value(sep)? else {
+                        return Err("`split` needs a string literal separator".into());
                     };
-                }
-            } else if self.eat("[") {
-                let Some(Tok::Str(key)) = self.peek().cloned() else {
-                    return Err("only string keys are supported in `[…]`".into());
-                };
-                self.pos += 1;
-                self.expect("]")?;
-                e = match e {
-                    Expr::Path(p) | Expr::Ident(p) => Expr::Path(format!("{p}['{key}']")),
-                    _ => return Err("`[…]` on a non-attribute".into()),
-                };
-            } else {
-                return Ok(e);
-            }
-        }
-    }
-
-    fn args(&mut self, close: &str) -> Result<Vec<Expr>, String> {
-        let mut args = Vec::new();
-        if self.eat(close) {
-            return Ok(args);
-        }
-        loop {
-            args.push(self.or()?);
-            if self.eat(close) {
-                return Ok(args);
-            }
-            self.expect(",")?;
-        }
-    }
-
-    fn primary(&mut self) -> Result<Expr, String> {
-        match self.peek().cloned() {
-            Some(Tok::Str(s)) => {
-                self.pos += 1;
-                Ok(Expr::Str(s))
-            }
-            Some(Tok::Int(n)) => Err(format!(
-                "number `{n}`: request attributes are strings; compare with a string literal"
-            )),
-            Some(Tok::Punct("(")) => {
-                self.pos += 1;
-                let e = self.or()?;
-                self.expect(")")?;
-                Ok(e)
-            }
-            Some(Tok::Punct("[")) => {
-                self.pos += 1;
-                Ok(Expr::List(self.args("]")?))
-            }
-            Some(Tok::Ident(id)) => {
-                self.pos += 1;
-                match id.as_str() {
-                    "true" => return Ok(Expr::Bool(true)),
-                    "false" => return Ok(Expr::Bool(false)),
-                    _ => {}
-                }
-                if self.eat("(") {
-                    let args = self.args(")")?;
-                    if id == "requestBodyJSON" {
-                        return match args.as_slice() {
-                            [Expr::Str(p)] if p == "/model" || p == "model" => {
-                                Ok(Expr::Path("model".into()))
-                            }
-                            _ => Err("`requestBodyJSON` is supported for `'/model'` only".into()),
-                        };
+                    if split.is_some() || size || sep.is_empty() {
+                        return Err("`split` is supported once, with a non-empty separator, on an attribute".into());
                     }
-                    return Ok(Expr::Call(None, id, args));
+                    Ok(Value::Attr {
+                        name,
+                        split: Some(sep),
+                        size: false,
+                    })
                 }
-                // A lone identifier is a comprehension variable unless it starts a known path.
-                if matches!(
-                    id.as_str(),
-                    "auth" | "request" | "source" | "destination" | "model"
-                ) {
-                    Ok(Expr::Path(id))
-                } else {
-                    Ok(Expr::Ident(id))
+                ("requestBodyJSON", None, [a]) => match &a.expr {
+                    Expr::Literal(Val::String(p)) if p == "/model" || p == "model" => {
+                        Ok(Value::Attr {
+                            name: "model".into(),
+                            split: None,
+                            size: false,
+                        })
+                    }
+                    _ => Err("`requestBodyJSON` is supported for `'/model'` only".into()),
+                },
+                (
+                    op::ADD | op::SUBSTRACT | op::MULTIPLY | op::DIVIDE | op::MODULO | op::NEGATE,
+                    _,
+                    _,
+                ) => Err("arithmetic is not supported".into()),
+                (f, _, _) => Err(format!(
+                    "`{}` is not supported as a value",
+                    f.trim_matches('_')
+                )),
+            },
+            _ => Err(format!("{} is not supported here", describe(e))),
+        }
+    }
+}
+
+/// The children of a node of the same kind, or the node itself.
+fn flatten(
+    mut p: Predicate,
+    slot: fn(&mut Predicate) -> &mut Option<Vec<Predicate>>,
+) -> Vec<Predicate> {
+    let only_slot = !p.is_test()
+        && [p.all.is_some(), p.any.is_some(), p.not.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count()
+            == 1;
+    match slot(&mut p).take() {
+        Some(list) if only_slot => list,
+        Some(list) => {
+            *slot(&mut p) = Some(list);
+            vec![p]
+        }
+        None => vec![p],
+    }
+}
+
+/// `a == x || a == y || a in [z]` → `a in [x, y, z]`; anything else stays an `any`.
+fn merge_in(list: Vec<Predicate>) -> Predicate {
+    let first = list.first().map(|p| (p.attribute.clone(), p.split.clone()));
+    let plain = |p: &Predicate| {
+        p.is_test()
+            && !p.size
+            && (p.eq.is_some() || p.one_of.is_some())
+            && Some((p.attribute.clone(), p.split.clone())) == first
+    };
+    if list.len() > 1 && list.iter().all(|p| plain(p) && only_eq_or_in(p)) {
+        let mut values: Vec<String> = Vec::new();
+        for p in &list {
+            for v in p.eq.iter().chain(p.one_of.iter().flatten()) {
+                if !values.contains(v) {
+                    values.push(v.clone());
                 }
             }
-            other => Err(format!("unexpected {other:?}")),
         }
+        let (attribute, split) = first.unwrap_or_default();
+        return Predicate {
+            attribute,
+            split,
+            one_of: Some(values),
+            ..Predicate::default()
+        };
+    }
+    Predicate {
+        any: Some(list),
+        ..Predicate::default()
+    }
+}
+
+fn only_eq_or_in(p: &Predicate) -> bool {
+    let q = Predicate {
+        attribute: p.attribute.clone(),
+        split: p.split.clone(),
+        eq: p.eq.clone(),
+        one_of: p.one_of.clone(),
+        ..Predicate::default()
+    };
+    &q == p
+}
+
+/// `!p`, simplified where a test has a direct opposite.
+fn negate(mut p: Predicate) -> Predicate {
+    if p.is_test() && !p.size && p.split.is_none() && !is_list_attr(&p.attribute) {
+        if let Some(v) = p.eq.take() {
+            p.neq = Some(v);
+            return p;
+        }
+        if let Some(v) = p.neq.take() {
+            p.eq = Some(v);
+            return p;
+        }
+    }
+    if let Some(b) = p.exists.filter(|_| p.is_test()) {
+        p.exists = Some(!b);
+        return p;
+    }
+    if let Some(inner) = p.not.take().filter(|_| p.all.is_none() && p.any.is_none()) {
+        return *inner;
+    }
+    Predicate {
+        not: Some(Box::new(p)),
+        ..Predicate::default()
     }
 }
 
@@ -580,12 +652,12 @@ mod tests {
 
     fn one(src: &str) -> Predicate {
         let v = compile_predicate(src).unwrap_or_else(|e| panic!("{src}: {e}"));
-        assert_eq!(v.len(), 1, "{src}");
+        assert_eq!(v.len(), 1, "{src}: {v:?}");
         v[0].clone()
     }
 
     #[test]
-    fn compiles_the_subset() {
+    fn compiles_comparisons_and_functions() {
         assert_eq!(
             one("auth.identity.userid == 'alice'").eq.as_deref(),
             Some("alice")
@@ -595,13 +667,23 @@ mod tests {
             Some("alice")
         );
         assert_eq!(one("request.method != 'GET'").neq.as_deref(), Some("GET"));
-        let p = one("request.headers['x-tenant'] == 'a'");
-        assert_eq!(p.attribute, "request.headers['x-tenant']");
+        assert_eq!(
+            one("request.headers['x-tenant'] == 'a'").attribute,
+            "request.headers['x-tenant']"
+        );
         assert_eq!(
             one("request.path.startsWith('/v1/')")
                 .starts_with
                 .as_deref(),
             Some("/v1/")
+        );
+        assert_eq!(
+            one("request.path.endsWith('/models')").ends_with.as_deref(),
+            Some("/models")
+        );
+        assert_eq!(
+            one("request.host.contains('example')").contains.as_deref(),
+            Some("example")
         );
         assert_eq!(
             one("request.method in ['GET', 'HEAD']").one_of,
@@ -611,43 +693,91 @@ mod tests {
             one("'premium' in auth.identity.groups").eq.as_deref(),
             Some("premium")
         );
+        let p = one("auth.identity.groups.split(\",\").exists(g, g == \"free\")");
         assert_eq!(
-            one("auth.identity.groups.split(\",\").exists(g, g == \"free\")")
-                .eq
-                .as_deref(),
-            Some("free")
+            (p.split.as_deref(), p.eq.as_deref()),
+            (Some(","), Some("free"))
         );
         assert_eq!(
             one("auth.identity.groups.exists(g, g == 'free')").attribute,
             "auth.identity.groups"
         );
-        assert_eq!(one("has(request.headers['x-a'])").exists, Some(true));
-        assert_eq!(one("!has(request.headers['x-a'])").exists, Some(false));
+        assert_eq!(one("has(request.headers.x_a)").exists, Some(true));
+        assert_eq!(one("!has(auth.identity.tier)").exists, Some(false));
         assert_eq!(one("!(request.path == '/a')").neq.as_deref(), Some("/a"));
         assert_eq!(one("requestBodyJSON('/model') == 'm'").attribute, "model");
-        let p = one("request.path == '/a' || request.path == '/b' || request.path in ['/c']");
-        assert_eq!(p.one_of, Some(vec!["/a".into(), "/b".into(), "/c".into()]));
-        let v = compile_predicate("request.path == '/a' && (auth.identity.userid == 'u')").unwrap();
-        assert_eq!(v.len(), 2);
+        let p = one("size(request.path) > 3");
+        assert!(p.size);
+        assert_eq!(p.gt.as_deref(), Some("3"));
+        assert_eq!(one("3 < request.path.size()").gt.as_deref(), Some("3"));
+        assert_eq!(
+            one("auth.identity.tier == 'free'").attribute,
+            "auth.identity.tier"
+        );
+        assert_eq!(
+            one("auth.identity.user.username == 'u'").attribute,
+            "auth.identity.userid"
+        );
+        assert_eq!(one("auth.identity.quota >= 10").ge.as_deref(), Some("10"));
         assert!(compile_predicate("true").unwrap().is_empty());
     }
 
     #[test]
-    fn refuses_what_cannot_be_expressed() {
-        for bad in [
-            "request.path == '/a' || auth.identity.userid == 'u'",
-            "!request.path.startsWith('/a')",
-            "!(request.path == '/a' && request.method == 'GET')",
-            "request.path.endsWith('/a')",
-            "size(request.path) > 1",
-            "request.body.messages == 'x'",
-            "auth.identity.userid == 1",
-            "request.path ==",
-            "false",
-            "auth.identity.userid",
+    fn compiles_boolean_structure() {
+        let p = one("request.path == '/a' || request.path == '/b' || request.path in ['/c']");
+        assert_eq!(p.one_of, Some(vec!["/a".into(), "/b".into(), "/c".into()]));
+        let v = compile_predicate("request.path == '/a' && (auth.identity.userid == 'u')").unwrap();
+        assert_eq!(v.len(), 2);
+        let p = one("request.path == '/a' || auth.identity.tier == 'free'");
+        assert_eq!(p.any.as_ref().map(Vec::len), Some(2));
+        let p = one("!request.path.endsWith('/v1/models')");
+        assert_eq!(
+            p.not.as_ref().and_then(|n| n.ends_with.as_deref()),
+            Some("/v1/models")
+        );
+        let p = one("!(request.path == '/a' && request.method == 'GET')");
+        assert_eq!(
+            p.not.as_ref().and_then(|n| n.all.as_ref()).map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(one("!(!has(request.headers.x))").exists, Some(true));
+        let v = compile_predicate("request.path.startsWith('/v1/') && !request.path.endsWith('/models') && auth.identity.tier in ['free', 'basic']").unwrap();
+        assert_eq!(v.len(), 3);
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json[1]["not"]["endsWith"], "/models");
+    }
+
+    #[test]
+    fn refuses_with_a_reason() {
+        for (bad, why) in [
+            ("request.path.matches('^/v1')", "regular-expression"),
+            ("size(request.path) + 1 > 1", "arithmetic"),
+            ("request.path == request.host", "two attributes"),
+            ("request.body.messages == 'x'", "unknown attribute"),
+            ("foo == 'x'", "unknown attribute"),
+            ("request.path ==", "syntax"),
+            ("false", "always false"),
+            ("auth.identity.userid", "alone"),
+            ("auth.identity.groups.all(g, g == 'a')", "exists"),
+            ("auth.identity.groups.exists(g, g != 'a')", "ambiguous"),
+            (
+                "auth.identity.groups.exists(g, g.startsWith('a') && g.endsWith('b'))",
+                "inside",
+            ),
+            ("request.path == 1.5", "floating"),
+            ("auth.identity.groups != 'a'", "ambiguous"),
+            ("x.exists(g)", "not supported"),
+            ("request.path.lowerAscii() == 'a'", "not supported"),
+            ("auth.identity.tier ? true : false", "ternary"),
         ] {
-            assert!(compile_predicate(bad).is_err(), "{bad}");
+            let err = compile_predicate(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
         }
+        assert!(compile_predicate(&"a".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn counters_are_attributes() {
         assert_eq!(
             compile_counter("auth.identity.userid").unwrap(),
             "auth.identity.userid"
@@ -656,7 +786,34 @@ mod tests {
             compile_counter("auth.identity.user.username").unwrap(),
             "auth.identity.userid"
         );
+        assert_eq!(
+            compile_counter("auth.identity.tier").unwrap(),
+            "auth.identity.tier"
+        );
+        assert_eq!(
+            compile_counter("request.headers['x-org']").unwrap(),
+            "request.headers['x-org']"
+        );
         assert!(compile_counter("auth.identity.userid + 'x'").is_err());
-        assert!(compile_counter("auth.identity.metadata.name").is_err());
+        assert!(compile_counter("size(auth.identity.userid)").is_err());
+    }
+
+    /// Every compiled predicate is accepted by the plugins' own parser.
+    #[test]
+    fn output_is_what_the_plugins_read() {
+        for src in [
+            "request.path.startsWith('/v1/') && !request.path.endsWith('/models')",
+            "auth.identity.tier == 'free' || request.headers['x-plan'] in ['a', 'b']",
+            "size(auth.identity.groups) >= 2",
+            "auth.identity.groups.split(',').exists(g, g.startsWith('team-') || g == 'x')",
+        ] {
+            for p in compile_predicate(src).unwrap() {
+                let text = serde_json::to_string(&p).unwrap();
+                let c: infergate_core::attributes::PredicateConfig =
+                    serde_json::from_str(&text).unwrap();
+                infergate_core::attributes::Predicate::compile(&c)
+                    .unwrap_or_else(|e| panic!("{src}: {text}: {e}"));
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod cel;
 pub mod error;
+pub mod identity_props;
 pub mod images;
 pub mod manifests;
 pub mod oci;

@@ -138,11 +138,11 @@ fn errors_name_resource_and_field() {
         // Bad windows (Kuadrant's grammar).
         (rlp("p", "Gateway:gw", "  limits:\n    a:\n      rates: [{limit: 1, window: 1d}]"), "RateLimitPolicy ns/p", "spec.limits.a.rates[0].window"),
         (rlp("p", "Gateway:gw", "  limits:\n    a:\n      rates: [{limit: 1, window: 100000s}]"), "RateLimitPolicy ns/p", "spec.limits.a.rates[0].window"),
-        // CEL beyond the subset.
-        (rlp("p", "Gateway:gw", "  limits:\n    a:\n      rates: [{limit: 1, window: 1s}]\n      when: [{predicate: \"request.path == '/a' || auth.identity.userid == 'u'\"}]"), "RateLimitPolicy ns/p", "spec.limits.a.when[0].predicate"),
-        (rlp("p", "Gateway:gw", "  limits:\n    a:\n      rates: [{limit: 1, window: 1s}]\n      when: [{predicate: \"request.path.endsWith('/x')\"}]"), "RateLimitPolicy ns/p", "spec.limits.a.when[0].predicate"),
-        (rlp("p", "Gateway:gw", "  limits:\n    a:\n      rates: [{limit: 1, window: 1s}]\n      counters: [{expression: \"auth.identity.metadata.name\"}]"), "RateLimitPolicy ns/p", "spec.limits.a.counters[0].expression"),
-        (rlp("p", "Gateway:gw", "  when: [{predicate: \"size(request.path) > 3\"}]\n  limits:\n    a:\n      rates: [{limit: 1, window: 1s}]"), "RateLimitPolicy ns/p", "spec.when[0].predicate"),
+        // CEL the plugins cannot evaluate (refused with the reason).
+        (rlp("p", "Gateway:gw", "  limits:\n    a:\n      rates: [{limit: 1, window: 1s}]\n      when: [{predicate: \"request.path.matches('^/x')\"}]"), "RateLimitPolicy ns/p", "spec.limits.a.when[0].predicate"),
+        (rlp("p", "Gateway:gw", "  limits:\n    a:\n      rates: [{limit: 1, window: 1s}]\n      when: [{predicate: \"request.path == request.host\"}]"), "RateLimitPolicy ns/p", "spec.limits.a.when[0].predicate"),
+        (rlp("p", "Gateway:gw", "  limits:\n    a:\n      rates: [{limit: 1, window: 1s}]\n      counters: [{expression: \"auth.identity.userid + 'x'\"}]"), "RateLimitPolicy ns/p", "spec.limits.a.counters[0].expression"),
+        (rlp("p", "Gateway:gw", "  when: [{predicate: \"size(request.path) + 1 > 3\"}]\n  limits:\n    a:\n      rates: [{limit: 1, window: 1s}]"), "RateLimitPolicy ns/p", "spec.when[0].predicate"),
         // Fields we do not know.
         (rlp("p", "Gateway:gw", "  limits:\n    a:\n      rates: [{limit: 1, window: 1s}]\n      routeSelectors: []"), "RateLimitPolicy ns/p", "spec.limits.a.routeSelectors"),
         (rlp("p", "Gateway:gw", "  targetRefs: []\n  limits: {}"), "RateLimitPolicy ns/p", "spec.targetRefs"),
@@ -181,7 +181,7 @@ fn auth_errors_name_resource_and_field() {
         (auth("  rules:\n    authentication:\n      k:\n        apiKey: {selector: {matchLabels: {app: none}}}"), "spec.rules.authentication.k.apiKey.selector"),
         (auth(&format!("  rules:\n    authentication:\n{key}    authorization:\n      o:\n        opa: {{rego: x}}")), "spec.rules.authorization.o.opa"),
         (auth(&format!("  rules:\n    authentication:\n{key}    response:\n      unauthenticated: {{code: 302}}")), "spec.rules.response.unauthenticated"),
-        (auth(&format!("  rules:\n    authentication:\n{key}    response:\n      success:\n        filters:\n          identity:\n            json:\n              properties:\n                email: {{selector: auth.identity.metadata.name}}")), "spec.rules.response.success.filters.identity.json.properties.email"),
+        (auth(&format!("  rules:\n    authentication:\n{key}    response:\n      success:\n        filters:\n          identity:\n            json:\n              properties:\n                email: {{selector: auth.identity.metadata.name.@nope}}")), "spec.rules.response.success.filters.identity.json.properties.email"),
         (auth(&format!("  rules:\n    authentication:\n{key}    authorization:\n      p:\n        patternMatching:\n          patterns: [{{predicate: \"request.headers['x'] == 'y'\"}}]")), "spec.rules.authorization.p.patternMatching.patterns[0].predicate"),
     ];
     for (yaml, field) in cases {
