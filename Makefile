@@ -43,7 +43,9 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 $(PLUGINS) -p infergate-core -- -D warnings
 
-test: build lint test-unit test-core-wasm test-integration
+# `images` before the unit tests: the registry round trip (policies/tests/registry.rs) then
+# pushes all five images and runs the host-shim image under podman.
+test: build images lint test-unit test-core-wasm test-integration
 
 # Unit and crate-level tests of every native crate (the integration suite runs separately).
 test-unit:

@@ -56,6 +56,10 @@ command -v docker-registry >/dev/null || apt_packages+=(docker-registry)
 # `make images` builds host-shim statically for musl (ring's C code needs musl-gcc).
 if [ "$WITH_BENCH" = "--images" ]; then
   command -v musl-gcc >/dev/null || apt_packages+=(musl-tools)
+  # podman runs the host-shim image in the registry test; runc because crun refuses this
+  # machine's hybrid cgroup v1/v2 layout.
+  command -v podman >/dev/null || apt_packages+=(podman)
+  command -v runc >/dev/null || apt_packages+=(runc)
   rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
 fi
 if [ "$WITH_BENCH" = "--bench" ]; then
