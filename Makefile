@@ -13,7 +13,7 @@ WASI_RUNNER := node --no-warnings $(CURDIR)/tools/wasi-runner.mjs
 
 
 .PHONY: images push
-.PHONY: help setup build build-wasm build-native lint test test-unit test-core-wasm test-integration demo bench bench-routing fmt clean-demo
+.PHONY: help setup build build-wasm build-native lint test test-unit test-core-wasm test-integration demo bench bench-routing fmt clean-demo fuzz soak
 
 help:
 	@echo "make demo    run the local HTTPS LLM gateway (Envoy + plugins + host-shim + simulated pods)"
@@ -103,3 +103,16 @@ bench: build
 # round-robin, random, least-queue, host-shim's scheduler and an oracle, four workloads.
 bench-routing: build
 	$(BIN_DIR)/bench-routing --out e2e/results/
+
+# Coverage-guided fuzzing (libFuzzer on stable Rust, overflow checks on) of every parser that
+# sees untrusted bytes, FUZZ_SECONDS per target; prints executions per target. `make test`
+# replays the committed corpus (tests/fuzz/corpus) and a bounded random run instead.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+
+# 10 minutes of mixed traffic through the whole gateway at a fixed rate, with memory sampled
+# throughout (a benchmark, not part of `make test`); results in e2e/results/soak.md.
+SOAK_SECONDS ?= 600
+soak: build
+	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --profile $(PROFILE) -p infergate-tests --test soak -- --ignored --nocapture
