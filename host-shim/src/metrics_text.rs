@@ -174,11 +174,13 @@ pub fn parse_engine_metrics(text: &str) -> Result<EngineMetrics, MetricsError> {
         } else {
             0.0
         };
+        // Saturating: a pod reporting absurd counts (`1e79`) must not overflow the sum
+        // (found by the fuzzer).
         if WAITING.contains(&sample.name) {
-            m.waiting += v as u64;
+            m.waiting = m.waiting.saturating_add(v as u64);
             seen_load = true;
         } else if RUNNING.contains(&sample.name) {
-            m.running += v as u64;
+            m.running = m.running.saturating_add(v as u64);
             seen_load = true;
         } else if KV_USAGE.contains(&sample.name) {
             m.kv_cache_usage = m.kv_cache_usage.max(v.min(1.0));
@@ -249,6 +251,9 @@ python_gc_objects_collected_total{generation="0"} 1234.0
         assert_eq!(m.waiting, 5);
         assert_eq!(m.running, 0);
         assert_eq!(m.kv_cache_usage, 1.0);
+        // Absurd counts saturate instead of overflowing the sum.
+        let t = "vllm:num_requests_waiting 1e79\nvllm:num_requests_waiting 1e79\n";
+        assert_eq!(parse_engine_metrics(t).unwrap().waiting, u64::MAX);
     }
 
     #[test]
