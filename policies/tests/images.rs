@@ -242,3 +242,56 @@ fn damaged_layouts_are_refused_naming_the_file() {
         .to_string();
     assert!(err.contains("plugin.wasm not found"), "{err}");
 }
+
+#[test]
+fn the_clis_name_the_bad_input() {
+    let run = |bin: &str, args: &[&str]| {
+        let o = std::process::Command::new(bin)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // The builder: a folder without the plugins.
+    let empty = tmp("cli-empty");
+    let err = run(
+        env!("CARGO_BIN_EXE_infergate-images"),
+        &[
+            "--wasm-dir",
+            empty.to_str().unwrap(),
+            "--out",
+            tmp("cli-out").to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("infergate_auth.wasm"), "{err}");
+    // render --images: a folder that holds no layouts, and a version the layouts do not carry.
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/api-key-tiers");
+    let render = |extra: &[&str]| {
+        let mut args = vec![
+            "render",
+            "--in",
+            examples.to_str().unwrap(),
+            "--out",
+            "/nonexistent-out",
+            "--endpoints",
+            "10.0.0.7:8000",
+        ];
+        args.extend_from_slice(extra);
+        run(env!("CARGO_BIN_EXE_infergate-policies"), &args)
+    };
+    let err = render(&["--images", empty.to_str().unwrap()]);
+    assert!(
+        err.contains("--images") && err.contains("infergate-auth/index.json"),
+        "{err}"
+    );
+    let bins = tmp("bins-cli");
+    let built = tmp("cli-built");
+    images::build(&inputs(&bins), &built).unwrap();
+    let err = render(&["--images", built.to_str().unwrap(), "--version", "1.2.3"]);
+    assert!(
+        err.contains("--version 1.2.3") && err.contains("9.8.7"),
+        "{err}"
+    );
+}
