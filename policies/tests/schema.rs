@@ -78,7 +78,10 @@ impl Validators {
             // A CRD's schema leaves out what every object has (the API server adds it).
             let props = schema["properties"].as_object_mut().unwrap();
             if !props.contains_key("apiVersion") {
-                props.insert("apiVersion".into(), json!({"type": "string", "enum": [api]}));
+                props.insert(
+                    "apiVersion".into(),
+                    json!({"type": "string", "enum": [api]}),
+                );
                 props.insert("kind".into(), json!({"type": "string", "enum": [kind]}));
                 props.insert("metadata".into(), json!({"type": "object"}));
             }
