@@ -16,6 +16,7 @@ pub mod child;
 pub mod demo;
 pub mod envoy;
 pub mod kube_api;
+pub mod hold;
 pub mod loadgen;
 pub mod paths;
 pub mod redis;

@@ -8,6 +8,7 @@ use crate::options::Options;
 use crate::ratelimit;
 use crate::resources::{str_at, Bundle, Object};
 use crate::topology::Topology;
+use infergate_core::envoy_limits;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -327,6 +328,7 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
                     "type": "ORIGINAL_DST",
                     "lb_policy": "CLUSTER_PROVIDED",
                     "connect_timeout": "5s",
+                    "circuit_breakers": envoy_limits::MODEL_STREAMS.to_envoy(),
                     "per_connection_buffer_limit_bytes": 33554432,
                     "original_dst_lb_config": {"use_http_header": true, "http_header_name": "x-gateway-destination-endpoint"},
                 }),
@@ -386,6 +388,7 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
         "istio/wasm-files.yaml".into(),
         crate::wasm_files::manifests(&gw_ns, &opts.images),
     );
+    cluster_patches.push(overflow_reply_patch());
     files.insert(
         "istio/envoyfilter-clusters.yaml".into(),
         yaml_docs(&[ef("infergate-clusters", cluster_patches)]),
@@ -483,11 +486,28 @@ fn check<T: serde::de::DeserializeOwned + infergate_core::config::Validate>(
         })
 }
 
+/// Envoy answers a circuit-breaker overflow with an OpenAI error and `Retry-After`
+/// ([`envoy_limits::overflow_local_reply`]), not its plain-text page.
+fn overflow_reply_patch() -> ConfigPatch {
+    ConfigPatch {
+        apply_to: "NETWORK_FILTER".into(),
+        matcher: json!({"context": "GATEWAY", "listener": {"filterChain": {"filter": {
+            "name": "envoy.filters.network.http_connection_manager"}}}}),
+        patch: Patch {
+            operation: "MERGE".into(),
+            value: json!({"typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "local_reply_config": envoy_limits::overflow_local_reply()}}),
+        },
+    }
+}
+
 fn add_cluster(u: &Upstream) -> ConfigPatch {
     let mut v = json!({
         "name": u.name,
         "type": "STRICT_DNS",
         "connect_timeout": "5s",
+        "circuit_breakers": envoy_limits::SIDE_CALLS.to_envoy(),
         "load_assignment": {"cluster_name": u.name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": u.host, "port_value": u.port}}}}]}]},
     });
     if u.tls {

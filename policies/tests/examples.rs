@@ -115,6 +115,26 @@ fn check_original_dst_and_host_shim(r: &infergate_policies::Rendered, pool: &str
         .config_patches
         .iter()
         .any(|p| p.apply_to == "HTTP_ROUTE"));
+    // Every cluster carries the shared circuit breakers, sized for long-lived streams, and an
+    // overflow is answered as an OpenAI error with Retry-After.
+    let limits = infergate_core::envoy_limits::MODEL_STREAMS.to_envoy();
+    for p in efs[0].spec.config_patches.iter().filter(|p| p.apply_to == "CLUSTER") {
+        assert_eq!(
+            p.patch.value["circuit_breakers"], limits,
+            "{}",
+            p.patch.value["name"]
+        );
+    }
+    let reply = efs[0]
+        .spec
+        .config_patches
+        .iter()
+        .find(|p| p.apply_to == "NETWORK_FILTER")
+        .expect("local reply patch");
+    assert_eq!(
+        reply.patch.value["typed_config"]["local_reply_config"],
+        infergate_core::envoy_limits::overflow_local_reply()
+    );
     // host-shim finds the pods itself: pool flags and RBAC, no pod address.
     let text = &r.files["host-shim/host-shim.yaml"];
     let shim = infergate_policies::shim_deploy::read(text).unwrap();

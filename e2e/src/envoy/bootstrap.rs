@@ -5,6 +5,7 @@
 //! `ip:port` in that header, which is why only the gateway may ever set it.
 
 use super::spec::{ExtProcSpec, GatewaySpec, ListenerSpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
+use infergate_core::envoy_limits::{self, MODEL_STREAMS, SIDE_CALLS};
 use infergate_core::headers::DESTINATION_ENDPOINT;
 use serde_json::{json, Value};
 
@@ -36,6 +37,7 @@ pub fn render(spec: &GatewaySpec) -> Value {
             "type": "STATIC",
             "lb_policy": "RING_HASH",
             "connect_timeout": "1s",
+            "circuit_breakers": MODEL_STREAMS.to_envoy(),
             "load_assignment": {"cluster_name": r.cluster, "endpoints": [{"lb_endpoints": endpoints}]},
         }));
     }
@@ -51,6 +53,7 @@ pub fn render(spec: &GatewaySpec) -> Value {
             "name": c.name,
             "type": "STATIC",
             "connect_timeout": "1s",
+            "circuit_breakers": SIDE_CALLS.to_envoy(),
             "load_assignment": {"cluster_name": c.name, "endpoints": [{"lb_endpoints": endpoints}]},
         });
         if c.http2 {
@@ -91,6 +94,7 @@ fn model_cluster() -> Value {
             "http_header_name": DESTINATION_ENDPOINT
         },
         "cleanup_interval": "30s",
+        "circuit_breakers": MODEL_STREAMS.to_envoy(),
         "per_connection_buffer_limit_bytes": BUFFER_LIMIT_BYTES
     })
 }
@@ -123,6 +127,7 @@ fn listener(l: &ListenerSpec, spec: &GatewaySpec, routes: &[RouteSpec]) -> Value
                 }]
             },
             "http_filters": http_filters,
+            "local_reply_config": envoy_limits::overflow_local_reply(),
         }
     });
     let mut chain = json!({"filters": [hcm]});
@@ -313,6 +318,36 @@ mod tests {
         assert_eq!(
             cluster["original_dst_lb_config"]["http_header_name"],
             DESTINATION_ENDPOINT
+        );
+    }
+
+    #[test]
+    fn every_cluster_has_circuit_breakers_and_overflow_is_answered_in_json() {
+        let spec = GatewaySpec {
+            clusters: vec![super::super::spec::ClusterSpec {
+                name: "host-shim".into(),
+                addresses: vec!["127.0.0.1:9000".parse().unwrap()],
+                http2: true,
+            }],
+            ring_hash: Some(super::super::spec::RingHashSpec {
+                cluster: "ring".into(),
+                addresses: vec!["127.0.0.1:9001".parse().unwrap()],
+                header: "x-hint".into(),
+            }),
+            ..GatewaySpec::default()
+        };
+        let b = render(&spec);
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        assert_eq!(clusters.len(), 3);
+        for c in clusters {
+            let max = &c["circuit_breakers"]["thresholds"][0]["max_requests"];
+            assert!(max.as_u64().unwrap() >= 4096, "{}", c["name"]);
+        }
+        let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        assert_eq!(
+            hcm["local_reply_config"]["mappers"][0]["status_code"],
+            503
         );
     }
 }

@@ -30,14 +30,17 @@ impl Envoy {
     /// If Envoy exits during start (for example because a plugin rejected its configuration),
     /// the error carries the end of Envoy's log, where the plugin's message is.
     pub async fn start(spec: &GatewaySpec) -> Result<Self> {
+        Self::start_rendered(spec, &bootstrap::render(spec)).await
+    }
+
+    /// Starts Envoy from `bootstrap` (rendered from `spec`, then adjusted by the caller, for
+    /// example to lower a circuit breaker in a test); `spec` names the listeners.
+    pub async fn start_rendered(spec: &GatewaySpec, bootstrap: &serde_json::Value) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("infergate-envoy-")
             .tempdir()?;
         let config_path = dir.path().join("envoy.json");
-        std::fs::write(
-            &config_path,
-            serde_json::to_vec_pretty(&bootstrap::render(spec))?,
-        )?;
+        std::fs::write(&config_path, serde_json::to_vec_pretty(bootstrap)?)?;
         let admin_path = dir.path().join("admin.addr");
         let log_path = dir.path().join("envoy.log");
         let log = std::fs::File::create(&log_path)?;

@@ -9,6 +9,7 @@ pub mod attributes;
 pub mod auth;
 pub mod config;
 pub mod endpoint;
+pub mod envoy_limits;
 pub mod header_hold;
 pub mod headers;
 pub mod openai;
