@@ -67,7 +67,9 @@ async fn a_pod_that_never_answers_is_a_504_per_request() -> anyhow::Result<()> {
     assert_eq!(codes, vec![504; 8], "{}", envoy.log());
     assert!(pod.accepted.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert_eq!(
-        envoy.stat("cluster.model-servers.upstream_rq_timeout").await?,
+        envoy
+            .stat("cluster.model-servers.upstream_rq_timeout")
+            .await?,
         Some(8)
     );
     // The gateway still answers what it answers locally.
