@@ -28,7 +28,12 @@ pub async fn serve_with(
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     super::health::follow(reporter, &runtime).await;
-    let epp = ExternalProcessorServer::new(EppService::new(runtime, config));
+    // A filter before ext_proc that buffered the body (the infergate Wasm filters reading a
+    // prompt) hands it over as one message: accept one as large as the body limit plus
+    // framing (tonic's default, 4 MiB, failed 4 MiB prompts).
+    let max_message = config.max_body_bytes.saturating_add(64 * 1024);
+    let epp = ExternalProcessorServer::new(EppService::new(runtime, config))
+        .max_decoding_message_size(max_message);
     let mut builder = tonic::transport::Server::builder();
     if let Some(identity) = tls {
         builder =

@@ -191,11 +191,13 @@ pub fn envoy_version() -> String {
     let out = std::process::Command::new(bin)
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+        })
         .unwrap_or_default();
+    // `envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`
     out.split('/')
-        .nth(1)
-        .filter(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .find(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
         .unwrap_or("unknown")
         .to_string()
 }
