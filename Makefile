@@ -13,6 +13,7 @@ WASI_RUNNER := node --no-warnings $(CURDIR)/tools/wasi-runner.mjs
 
 
 .PHONY: images push
+.PHONY: test-compat test-compat-oldest
 .PHONY: help setup build build-wasm build-native lint test test-unit test-core-wasm test-integration demo bench bench-routing fmt clean-demo fuzz soak
 
 help:
@@ -45,7 +46,7 @@ lint:
 
 # `images` before the unit tests: the registry round trip (policies/tests/registry.rs) then
 # pushes all five images and runs the host-shim image under podman.
-test: build images lint test-unit test-core-wasm test-integration
+test: build images lint test-unit test-core-wasm test-integration test-compat-oldest
 
 # Unit and crate-level tests of every native crate (the integration suite runs separately).
 test-unit:
@@ -83,6 +84,14 @@ push:
 	@for d in $(IMAGES_DIR)/*/index.json; do n=$$(basename $$(dirname $$d)); \
 	  echo "skopeo copy oci:$(IMAGES_DIR)/$$n:$(IMAGE_VERSION) docker://$(REGISTRY)/$$n:$(IMAGE_VERSION)"; \
 	  skopeo copy --quiet --preserve-digests $(PUSH_FLAGS) oci:$(IMAGES_DIR)/$$n:$(IMAGE_VERSION) docker://$(REGISTRY)/$$n:$(IMAGE_VERSION) || exit 1; done
+
+# The Envoy version matrix (1.36 … 1.40 from PyPI): the compatibility suites on every version,
+# results in e2e/results/compat.md. `make test` runs them on the newest (above) and the oldest.
+test-compat: build
+	bash tools/compat.sh
+
+test-compat-oldest:
+	bash tools/compat.sh --oldest
 
 DEMO_CONFIG ?=
 demo: build
