@@ -493,3 +493,63 @@ async fn a_wrong_sha256_makes_envoy_refuse_the_plugin() {
     assert_eq!(resp.status(), 503, "{}", gw.log());
     assert!(pod.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wasm_server_serves_only_its_wasm_files() {
+    let files = wasm_files_dir();
+    std::fs::write(files.join("notes.txt"), b"not served").unwrap();
+    std::fs::create_dir_all(files.join("sub")).unwrap();
+    std::fs::write(files.join("sub/x.wasm"), b"not served").unwrap();
+    let (_server, port) = start_wasm_server(&files);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let r = http
+        .get(format!("{base}/infergate-auth.wasm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/wasm");
+    let body = r.bytes().await.unwrap();
+    assert!(body == std::fs::read(infergate_e2e::paths::plugin_wasm("auth").unwrap()).unwrap());
+    let r = http
+        .head(format!("{base}/infergate-auth.wasm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], body.len().to_string());
+    for path in [
+        "/notes.txt",
+        "/sub/x.wasm",
+        "/sub%2fx.wasm",
+        "/%2e%2e/etc/passwd",
+        "/",
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let r = http
+        .post(format!("{base}/infergate-auth.wasm"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let r = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Refuses to start on a folder without .wasm files, naming it.
+    let empty = tmp("empty-wasm");
+    let o = Command::new(infergate_e2e::paths::workspace_binary("infergate-wasm-server").unwrap())
+        .arg("--dir")
+        .arg(&empty)
+        .args(["--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no .wasm files") && err.contains(empty.to_str().unwrap()),
+        "{err}"
+    );
+}
