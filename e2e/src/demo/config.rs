@@ -49,9 +49,12 @@ fn one() -> u32 {
 pub struct DemoUser {
     /// User id.
     pub userid: String,
-    /// Groups (tiers).
+    /// Groups.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Tier: the identity property `auth.identity.tier` limits branch on.
+    #[serde(default)]
+    pub tier: Option<String>,
     /// The API key; generated when absent.
     #[serde(default)]
     pub key: Option<String>,
@@ -107,9 +110,13 @@ impl DemoConfig {
                 let entries: Vec<Value> = keys
                     .iter()
                     .map(|(u, key)| {
+                        let mut identity = json!({"userid": u.userid, "groups": u.groups});
+                        if let Some(tier) = &u.tier {
+                            identity["properties"] = json!({ "tier": tier });
+                        }
                         json!({
                             "sha256": infergate_core::auth::apikey::KeyDigest::of(key.as_bytes()).to_hex(),
-                            "identity": {"userid": u.userid, "groups": u.groups},
+                            "identity": identity,
                         })
                     })
                     .collect();
@@ -143,6 +150,22 @@ mod tests {
         let user = c.users[0].clone();
         let auth = c.plugin_config("auth", &[(user, "k".into())], &[]).unwrap();
         assert_eq!(auth["methods"][0]["name"], "demo-api-keys");
+        assert_eq!(
+            auth["methods"][0]["apiKey"]["keys"][0]["identity"]["properties"]["tier"],
+            "premium"
+        );
+        // Both tiers, and the plugins accept the built-in configurations.
+        let tiers: Vec<_> = c.users.iter().filter_map(|u| u.tier.clone()).collect();
+        assert_eq!(tiers, vec!["premium", "free"]);
+        infergate_core::config::parse::<infergate_core::auth::AuthConfig>(
+            auth.to_string().as_bytes(),
+        )
+        .unwrap();
+        let rl = c.plugin_config("ratelimit", &[], &[]).unwrap();
+        infergate_core::config::parse::<infergate_core::ratelimit::RateLimitConfig>(
+            rl.to_string().as_bytes(),
+        )
+        .unwrap();
         let aff = c
             .plugin_config("affinity", &[], &["127.0.0.1:1".into()])
             .unwrap();

@@ -196,6 +196,21 @@ impl Stack {
             "minimal in-process upstream"
         };
         let mut out = format!("Gateway URL: {https}\nAPI key: {key}\n");
+        // One key per tier (free first), in the same stable form.
+        let mut tiered: Vec<(&str, &str)> = self
+            .keys
+            .iter()
+            .filter_map(|(u, k)| u.tier.as_deref().map(|t| (t, k.as_str())))
+            .collect();
+        tiered.sort_by_key(|(t, _)| (*t != "free", *t != "premium"));
+        let mut seen = Vec::new();
+        for (tier, k) in &tiered {
+            if !seen.contains(tier) {
+                seen.push(*tier);
+                out += &format!("API key ({tier}): {k}\n");
+            }
+        }
+        let free_key = tiered.iter().find(|(t, _)| *t == "free").map(|(_, k)| *k);
         out += &format!("HTTP URL: {}\n", self.envoy.http_url());
         out += &format!("CA certificate: {ca}\n");
         out += &format!("Envoy admin: {}\n", self.envoy.admin_url());
@@ -208,6 +223,15 @@ impl Stack {
         out += &format!(
             "  curl -N --cacert {ca} {https}{prefix}/v1/chat/completions -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}],\"max_tokens\":16,\"stream\":true}}'\n"
         );
+        if let Some(free) = free_key {
+            out += "\nThe free tier allows 5 completions a minute; the 6th is a 429 with Retry-After and RateLimit headers:\n";
+            out += &format!(
+                "  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\\n' --cacert {ca} {https}{prefix}/v1/chat/completions -H \"Authorization: Bearer {free}\" -H 'Content-Type: application/json' -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hi\"}}],\"max_tokens\":16}}'; done\n"
+            );
+            out += &format!(
+                "  curl -i --cacert {ca} {https}{prefix}/v1/chat/completions -H \"Authorization: Bearer {free}\" -H 'Content-Type: application/json' -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hi\"}}],\"max_tokens\":16}}'\n"
+            );
+        }
         out
     }
 
