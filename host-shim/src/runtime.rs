@@ -86,7 +86,11 @@ impl Runtime {
     /// Records that `endpoint` served a request with `hashes`; `false` if it is unknown.
     /// Reports from `api` other than `"peer"` are also shared with the peers, if any.
     pub fn observe_served(&self, endpoint: &Endpoint, hashes: &[u64], api: &'static str) -> bool {
-        let known = self.scheduler.observe_served(endpoint, hashes);
+        let known = if api == "peer" {
+            self.scheduler.observe_peer_served(endpoint, hashes)
+        } else {
+            self.scheduler.observe_served(endpoint, hashes)
+        };
         self.telemetry
             .record_served(api, if known { "ok" } else { "unknown_endpoint" });
         if known && api != "peer" {
@@ -95,6 +99,12 @@ impl Runtime {
             }
         }
         known
+    }
+
+    /// Records that the request with `hashes` that `endpoint` served has completed (it no
+    /// longer counts in flight); `false` if the endpoint is unknown.
+    pub fn observe_completed(&self, endpoint: &Endpoint, hashes: &[u64]) -> bool {
+        self.scheduler.observe_completed(endpoint, hashes)
     }
 
     /// Shares served reports with the host-shim replicas at `peers` (their HTTP addresses).

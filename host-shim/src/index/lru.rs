@@ -217,6 +217,38 @@ impl BlockLru {
         self.table.insert(hash, i);
         self.push_front(i);
     }
+    /// Forgets `hash` (a provisional insert the served report contradicted); `false` if it
+    /// was not held. The last node of the slab moves into the freed one, so the slab stays
+    /// dense.
+    pub fn remove(&mut self, hash: u64) -> bool {
+        let Some(slot) = self.table.find(&self.nodes, hash) else {
+            return false;
+        };
+        let i = self.table.node_at(slot);
+        self.unlink(i);
+        self.table.remove_at(&self.nodes, slot);
+        let last = (self.nodes.len() - 1) as u32;
+        if i != last {
+            let moved = self.nodes[last as usize];
+            if let Some(s) = self.table.find(&self.nodes, moved.hash) {
+                self.table.slots[s] = Table::pack(moved.hash, i);
+            }
+            self.nodes[i as usize] = moved;
+            if moved.prev == NIL {
+                self.head = i;
+            } else {
+                self.nodes[moved.prev as usize].next = i;
+            }
+            if moved.next == NIL {
+                self.tail = i;
+            } else {
+                self.nodes[moved.next as usize].prev = i;
+            }
+        }
+        self.nodes.pop();
+        true
+    }
+
     /// How many leading blocks of `hashes` this endpoint likely holds.
     ///
     /// Hash `i` of a chain stands for the whole prefix `0..=i`, and tails are evicted before
@@ -317,6 +349,31 @@ mod tests {
         assert!(lru.contains(1) && lru.contains(3) && lru.contains(4));
         assert!(!lru.contains(2));
         assert_eq!(lru.len(), 3);
+    }
+
+    #[test]
+    fn remove_keeps_order_and_lookups_of_the_rest() {
+        let mut lru = BlockLru::new(4);
+        for h in [1, 2, 3, 4] {
+            lru.touch(h);
+        }
+        // Removing a middle node moves the slab's last node (4, the newest) into its place.
+        assert!(lru.remove(2));
+        assert!(!lru.remove(2));
+        assert_eq!(lru.len(), 3);
+        assert!(lru.contains(1) && lru.contains(3) && lru.contains(4) && !lru.contains(2));
+        // LRU order is intact: 1 is the oldest and goes first, then 3.
+        lru.touch(5);
+        lru.touch(6);
+        assert!(!lru.contains(1) && lru.contains(3));
+        lru.touch(7);
+        assert!(!lru.contains(3) && lru.contains(4) && lru.contains(7));
+        for h in [4, 5, 6, 7] {
+            assert!(lru.remove(h));
+        }
+        assert!(lru.is_empty());
+        lru.touch(8);
+        assert!(lru.contains(8));
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! over independently locked shards, so picks for different endpoints and served reports
 //! never wait on one global lock.
 
+pub mod in_flight;
 pub mod lru;
 
 use crate::clock::Timestamp;
 use crate::endpoint::Endpoint;
+use in_flight::{InFlightEntry, InFlightLedger};
 use lru::BlockLru;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -66,6 +68,8 @@ pub struct EndpointSlot {
     dispatched_tokens: AtomicU64,
     /// Sequence number of the scheduler's last pick of this endpoint (0 = never picked).
     last_pick: AtomicU64,
+    /// This scheduler's picks of the endpoint not reported complete yet.
+    in_flight: Mutex<InFlightLedger>,
 }
 
 /// Requests and prompt tokens sent to an endpoint since its last scrape.
@@ -86,7 +90,46 @@ impl EndpointSlot {
             dispatched_requests: AtomicU64::new(0),
             dispatched_tokens: AtomicU64::new(0),
             last_pick: AtomicU64::new(0),
+            in_flight: Mutex::new(InFlightLedger::default()),
         }
+    }
+
+    /// The in-flight ledger, locked (a poisoned lock still holds a consistent ledger).
+    pub fn in_flight(&self) -> MutexGuard<'_, InFlightLedger> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Requests in flight at `now`, after dropping entries older than `ttl`.
+    pub fn in_flight_at(&self, now: Timestamp, ttl: std::time::Duration) -> u64 {
+        let mut l = self.in_flight();
+        l.expire(now, ttl);
+        l.len() as u64
+    }
+
+    /// Counts a pick of a request with `block_hashes` at `now`: in flight until completed,
+    /// and, when `provisional` is set, its blocks inserted into the prefix index at once.
+    pub fn record_in_flight(
+        &self,
+        block_hashes: &[u64],
+        matched: usize,
+        tokens: u64,
+        now: Timestamp,
+        provisional: bool,
+    ) {
+        if provisional && !block_hashes.is_empty() {
+            self.index().touch_prefix(block_hashes);
+        }
+        self.in_flight().push(InFlightEntry {
+            key: in_flight::request_key(block_hashes),
+            at: now,
+            tokens,
+            fresh_from: if provisional {
+                matched.min(block_hashes.len())
+            } else {
+                block_hashes.len()
+            },
+            confirmed: false,
+        });
     }
 
     /// The index, locked. A poisoned lock still holds a consistent LRU (no method panics
@@ -229,6 +272,21 @@ impl SlotMap {
             .entry(*e)
             .or_insert_with(|| Arc::new(EndpointSlot::new(self.sizing.blocks_for_tokens(None))))
             .clone()
+    }
+
+    /// Every endpoint's slot, in no particular order.
+    pub fn all(&self) -> Vec<(Endpoint, Arc<EndpointSlot>)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            out.extend(
+                shard
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|(e, s)| (*e, s.clone())),
+            );
+        }
+        out
     }
 
     /// Drops the slots of endpoints not in `keep` and creates the missing ones.

@@ -177,6 +177,10 @@ pub struct SchedulerConfig {
     pub hasher: BlockHasher,
     /// How the prefix index is sized.
     pub sizing: IndexSizing,
+    /// Whether a pick inserts the prompt's blocks into the chosen endpoint's prefix index at
+    /// once (`prefix-cache-scorer` parameter `provisionalInsert`, default `true`), rather than
+    /// only when the served report arrives.
+    pub provisional_insert: bool,
 }
 
 /// Default staleness bound.
@@ -238,6 +242,7 @@ impl SchedulerConfig {
 
         let mut hasher = BlockHasher::default();
         let mut sizing = IndexSizing::default();
+        let mut provisional_insert = true;
         let mut by_name: HashMap<String, (usize, PluginInstance)> = HashMap::new();
         for (i, p) in raw.plugins.iter().enumerate() {
             let path = format!("plugins[{i}]");
@@ -253,6 +258,7 @@ impl SchedulerConfig {
                 let params: PrefixCacheParams =
                     registry::parse_params(p.parameters.as_ref(), &format!("{path}.parameters"))?;
                 params.apply(&mut hasher, &mut sizing, &format!("{path}.parameters"))?;
+                provisional_insert = params.provisional_insert.unwrap_or(true);
             }
             if by_name.insert(name.clone(), (i, instance)).is_some() {
                 return Err(ConfigError::new(
@@ -377,6 +383,7 @@ impl SchedulerConfig {
             max_fallbacks: 2,
             hasher,
             sizing,
+            provisional_insert,
         })
     }
 }

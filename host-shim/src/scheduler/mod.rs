@@ -4,8 +4,18 @@
 //! `now` and the endpoints' [`EndpointState`]), nothing in here spawns tasks or reads a
 //! clock, so the live binary and the offline routing benchmark run the same code. What it
 //! remembers between picks lives in per-endpoint slots ([`crate::index`]): the approximate
-//! prefix index, fed by [`Scheduler::observe_served`] with the endpoint that actually served
-//! each request, and the count of requests dispatched since each endpoint's last scrape.
+//! prefix index, the count of requests dispatched since each endpoint's last scrape, and the
+//! requests in flight.
+//!
+//! A pick updates that memory at once (pick-time accounting): the chosen endpoint counts the
+//! request in flight and, with `provisionalInsert` (default on), its prefix index takes the
+//! prompt's blocks, so the next request of a burst sharing the prefix follows it instead of
+//! spreading while the data plane's served report is on its way. The served report
+//! ([`Scheduler::observe_served`]) confirms the pick, or moves it (and takes the provisional
+//! blocks back) when another endpoint served; the completion report
+//! ([`Scheduler::observe_completed`]) ends it; entries older than [`IN_FLIGHT_TTL`] expire,
+//! and the count used is capped by what the endpoint's scrape can account for, so a lost
+//! report cannot pin an endpoint busy.
 
 pub mod config;
 pub mod filters;
@@ -17,6 +27,7 @@ pub mod scorers;
 
 use crate::clock::Timestamp;
 use crate::endpoint::{Endpoint, EndpointState};
+use crate::index::in_flight::request_key;
 use crate::index::{IndexStats, SlotMap};
 use config::SchedulerConfig;
 use infergate_core::prefix::BlockHasher;
@@ -166,6 +177,9 @@ pub(crate) fn endpoint_key(e: &Endpoint, seed: u64) -> u64 {
     xxhash_rust::xxh64::xxh64(&buf[..n + 2], seed)
 }
 
+/// How long a pick counts in flight without a completion report.
+pub const IN_FLIGHT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The endpoint picker. Cheap to share (`Arc`) and safe to call from many threads.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -220,7 +234,43 @@ impl Scheduler {
     /// Records that `endpoint` served a request whose prompt had `block_hashes`: it now
     /// holds those blocks. Returns `false` (and records nothing) for an endpoint the
     /// scheduler does not know.
+    ///
+    /// The pick this report is about is confirmed; if it was made for another endpoint (a
+    /// retry or fallback served it), its in-flight entry moves here and the blocks it
+    /// inserted provisionally there are taken back.
     pub fn observe_served(&self, endpoint: &Endpoint, block_hashes: &[u64]) -> bool {
+        let Some(slot) = self.slots.get(endpoint) else {
+            return false;
+        };
+        slot.index().touch_prefix(block_hashes);
+        let key = request_key(block_hashes);
+        if slot.in_flight().confirm(key) {
+            return true;
+        }
+        for (e, other) in self.slots.all() {
+            if e == *endpoint {
+                continue;
+            }
+            let Some(mut entry) = other.in_flight().take(key, true) else {
+                continue;
+            };
+            if let Some(fresh) = block_hashes.get(entry.fresh_from..) {
+                let mut index = other.index();
+                for &h in fresh {
+                    index.remove(h);
+                }
+            }
+            entry.confirmed = true;
+            entry.fresh_from = block_hashes.len();
+            slot.in_flight().push(entry);
+            break;
+        }
+        true
+    }
+
+    /// Records what a peer replica learned: `endpoint` served `block_hashes`. Only the index
+    /// changes; the peer's picks are not in this replica's in-flight ledger.
+    pub fn observe_peer_served(&self, endpoint: &Endpoint, block_hashes: &[u64]) -> bool {
         match self.slots.get(endpoint) {
             Some(slot) => {
                 slot.index().touch_prefix(block_hashes);
@@ -228,6 +278,37 @@ impl Scheduler {
             }
             None => false,
         }
+    }
+
+    /// Records that the request with `block_hashes` served by `endpoint` completed: it no
+    /// longer counts in flight. Returns `false` for an endpoint the scheduler does not know.
+    pub fn observe_completed(&self, endpoint: &Endpoint, block_hashes: &[u64]) -> bool {
+        let Some(slot) = self.slots.get(endpoint) else {
+            return false;
+        };
+        let key = request_key(block_hashes);
+        if slot.in_flight().take(key, false).is_some() {
+            return true;
+        }
+        // Served elsewhere than picked, with the served report lost: end the pick there.
+        for (e, other) in self.slots.all() {
+            if e != *endpoint && other.in_flight().take(key, true).is_some() {
+                break;
+            }
+        }
+        true
+    }
+
+    /// Requests in flight per endpoint at `now` (picked, not completed, not expired).
+    pub fn in_flight(&self, now: Timestamp) -> Vec<(Endpoint, u64)> {
+        let mut v: Vec<_> = self
+            .slots
+            .all()
+            .into_iter()
+            .map(|(e, s)| (e, s.in_flight_at(now, IN_FLIGHT_TTL)))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Index size per endpoint.
@@ -257,6 +338,11 @@ impl Scheduler {
             let slot = self.slots.get_or_insert(&state.endpoint);
             slot.resize_for(metrics.kv_capacity_tokens, &cfg.sizing);
             let dispatched = slot.dispatched_since(state.scraped_at);
+            // Our own picks in flight there cannot exceed what the engine holds plus what is
+            // on its way, which caps the damage of lost completion reports.
+            let in_flight = slot
+                .in_flight_at(now, IN_FLIGHT_TTL)
+                .min(metrics.running + metrics.waiting + dispatched.requests);
             let prefix_blocks = if req.block_hashes.is_empty() {
                 0
             } else {
@@ -269,6 +355,7 @@ impl Scheduler {
                 prefix_blocks,
                 saturated: false,
                 last_pick: slot.last_pick(),
+                in_flight,
                 slot,
             };
             c.saturated = cfg.saturation.is_saturated(&c);
@@ -320,6 +407,13 @@ impl Scheduler {
 
         let c = &candidates[chosen];
         c.slot.record_dispatch(req.prompt_tokens);
+        c.slot.record_in_flight(
+            &req.block_hashes,
+            c.prefix_blocks,
+            req.prompt_tokens,
+            now,
+            cfg.provisional_insert,
+        );
         c.slot
             .record_pick(self.picks.fetch_add(1, Ordering::AcqRel) + 1);
         Ok(Pick {
@@ -360,6 +454,93 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    fn prefixed(first: u64, blocks: u64) -> PickRequest {
+        PickRequest {
+            block_hashes: (0..blocks).map(|b| first * 1000 + b).collect(),
+            prompt_tokens: 500,
+            ..Default::default()
+        }
+    }
+
+    fn no_provisional() -> config::SchedulerConfig {
+        config::SchedulerConfig::parse(&config::DEFAULT_CONFIG.replace(
+            "- type: prefix-cache-scorer\n",
+            "- type: prefix-cache-scorer\n  parameters: {provisionalInsert: false}\n",
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_burst_of_one_new_prefix_follows_the_first_pick_before_any_report() {
+        // Four requests sharing a new prefix arrive within one scrape interval, before any
+        // served report: with pick-time insertion they land together; without it the
+        // dispatch counts spread them.
+        let at = Duration::from_millis(50);
+        let together = Scheduler::new(config::SchedulerConfig::guide_default(), 7);
+        let spread = Scheduler::new(no_provisional(), 7);
+        let st = states(4, at);
+        let picks = |s: &Scheduler| {
+            (0..4)
+                .map(|i| {
+                    s.pick(&prefixed(1, 8), &st, at + Duration::from_millis(i))
+                        .unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        let p = picks(&together);
+        assert!(p.iter().all(|x| x.endpoint == p[0].endpoint), "{p:?}");
+        assert_eq!(p[1].matched_blocks, 8);
+        let q = picks(&spread);
+        assert!(q.iter().any(|x| x.endpoint != q[0].endpoint), "{q:?}");
+        // The pick counted itself in flight at once.
+        let inflight = together.in_flight(at);
+        assert_eq!(inflight.iter().map(|(_, n)| n).sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn reports_confirm_move_and_complete_picks() {
+        let at = Duration::from_millis(50);
+        let s = Scheduler::new(config::SchedulerConfig::guide_default(), 7);
+        let st = states(3, at);
+        let req = prefixed(2, 6);
+        let picked = s.pick(&req, &st, at).unwrap().endpoint;
+        let other = st
+            .iter()
+            .map(|x| x.endpoint)
+            .find(|e| *e != picked)
+            .unwrap();
+        let count = |e: Endpoint| {
+            s.in_flight(at)
+                .into_iter()
+                .find(|(x, _)| *x == e)
+                .map_or(0, |(_, n)| n)
+        };
+        assert_eq!(count(picked), 1);
+        // A fallback served it: the pick moves, and the provisional blocks leave `picked`.
+        assert!(s.observe_served(&other, &req.block_hashes));
+        assert_eq!((count(picked), count(other)), (0, 1));
+        let idx = |e: &Endpoint| {
+            s.slots
+                .get(e)
+                .unwrap()
+                .index()
+                .matched_prefix(&req.block_hashes)
+        };
+        assert_eq!((idx(&picked), idx(&other)), (0, 6));
+        // Completion ends it; an unknown endpoint is refused.
+        assert!(s.observe_completed(&other, &req.block_hashes));
+        assert_eq!(count(other), 0);
+        assert!(!s.observe_completed(&"10.9.9.9:1".parse().unwrap(), &req.block_hashes));
+        // A pick whose completion is lost expires.
+        let lost = s.pick(&prefixed(3, 2), &st, at).unwrap().endpoint;
+        assert_eq!(count(lost), 1);
+        let later = at + IN_FLIGHT_TTL + Duration::from_secs(1);
+        assert_eq!(s.in_flight(later).iter().map(|(_, n)| n).sum::<u64>(), 0);
+        // A peer's report only teaches the index.
+        assert!(s.observe_peer_served(&picked, &prefixed(4, 3).block_hashes));
+        assert_eq!(count(picked), 0);
     }
 
     #[test]

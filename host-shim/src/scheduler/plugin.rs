@@ -28,6 +28,9 @@ pub struct Candidate<'a> {
     /// Sequence number of the last pick that chose this endpoint (0 = never): lower means
     /// picked longer ago.
     pub last_pick: u64,
+    /// This scheduler's requests in flight there (picked, not reported complete), at most
+    /// what the last scrape plus the dispatches since can account for.
+    pub in_flight: u64,
     pub(crate) slot: Arc<EndpointSlot>,
 }
 

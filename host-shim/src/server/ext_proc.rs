@@ -181,6 +181,8 @@ struct EppSession {
     picked: Option<(Endpoint, Vec<u64>)>,
     decided: bool,
     served_reported: bool,
+    /// The endpoint the served report named.
+    served: Option<Endpoint>,
 }
 
 impl EppSession {
@@ -198,6 +200,7 @@ impl EppSession {
             picked: None,
             decided: false,
             served_reported: false,
+            served: None,
         }
     }
 
@@ -473,18 +476,23 @@ impl EppSession {
             .and_then(|s| s.trim().parse::<Endpoint>().ok())
             .unwrap_or(*primary);
         self.rt.observe_served(&served, hashes, "ext_proc");
+        self.served = Some(served);
         self.served_reported = true;
     }
 
-    /// At stream end: if no response headers came, credit the primary.
+    /// At stream end (Envoy closes the ext_proc stream when the request ends): if no
+    /// response headers came, credit the primary; then the request no longer counts in
+    /// flight.
     fn finish(&mut self) {
-        if self.served_reported {
+        let Some((primary, hashes)) = self.picked.take() else {
             return;
-        }
-        if let Some((primary, hashes)) = &self.picked {
-            self.rt.observe_served(primary, hashes, "ext_proc");
+        };
+        if !self.served_reported {
+            self.rt.observe_served(&primary, &hashes, "ext_proc");
             self.served_reported = true;
         }
+        let served = self.served.unwrap_or(primary);
+        self.rt.observe_completed(&served, &hashes);
     }
 }
 

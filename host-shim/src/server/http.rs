@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /v1/pick` | a pick, [`super::wire`] encoding |
 //! | `POST /v1/served` | a served-endpoint report, [`super::wire`] encoding (from a peer replica when it carries [`crate::peers::PEER_HEADER`]) |
+//! | `POST /v1/completed` | a completion report (the request ended; same encoding as a served report): it no longer counts in flight |
 //! | `GET /metrics` | host-shim's Prometheus metrics (OpenMetrics text) |
 //! | `GET /healthz` | `200 ok` while the process runs |
 //! | `GET /v1/endpoints` | the ready endpoints, comma separated (the plugin's fallback list) |
@@ -65,6 +66,10 @@ async fn route(req: Request<Incoming>, rt: &Runtime) -> Response<Body> {
                 Err(r) => r,
             }
         }
+        (&Method::POST, "/v1/completed") => match read_body(req).await {
+            Ok(b) => completed(&b, rt),
+            Err(r) => r,
+        },
         (&Method::GET, "/metrics") => {
             let text = rt
                 .telemetry
@@ -90,9 +95,10 @@ async fn route(req: Request<Incoming>, rt: &Runtime) -> Response<Body> {
             text(StatusCode::OK, &ready.join(","))
         }
         (&Method::GET, "/debug/state") => debug_state(rt),
-        (_, "/v1/pick" | "/v1/served" | "/metrics" | "/healthz" | "/debug/state") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-        }
+        (
+            _,
+            "/v1/pick" | "/v1/served" | "/v1/completed" | "/metrics" | "/healthz" | "/debug/state",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -213,6 +219,29 @@ fn served(body: &[u8], rt: &Runtime, api: &'static str) -> Response<Body> {
                 &e.to_string(),
             )
         }
+    }
+}
+
+fn completed(body: &[u8], rt: &Runtime) -> Response<Body> {
+    match wire::decode_served(body) {
+        Ok(s) if rt.observe_completed(&s.endpoint, &s.block_hashes) => {
+            let mut r = Response::new(Body::default());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Ok(s) => text(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "field `endpoint`: {} is not in the endpoint pool\n",
+                s.endpoint
+            ),
+        ),
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest,
+            "invalid_request",
+            &e.to_string(),
+        ),
     }
 }
 

@@ -31,6 +31,9 @@ pub enum TieBreaker {
     LeastRecentlyPicked,
     /// Rendezvous hash of the request's affinity key: every replica picks alike.
     AffinityHash,
+    /// The endpoint with the fewest of this scheduler's requests in flight (picked, not
+    /// reported complete), then the least recently picked.
+    FewestInFlight,
 }
 
 /// Parameters of `max-score-picker`.
@@ -108,6 +111,9 @@ impl Picker for MaxScorePicker {
                 tied.min_by_key(|&i| (candidates[i].last_pick, !hash(i)))
             }
             TieBreaker::AffinityHash => tied.max_by_key(|&i| hash(i)),
+            TieBreaker::FewestInFlight => {
+                tied.min_by_key(|&i| (candidates[i].in_flight, candidates[i].last_pick, !hash(i)))
+            }
         }
         .unwrap_or(0)
     }
@@ -182,6 +188,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(strict.pick(&req, &c, &totals, &rng), 0);
+        // Fewest in flight wins before recency.
+        let fewest = MaxScorePicker {
+            tie_breaker: TieBreaker::FewestInFlight,
+            ..Default::default()
+        };
+        c[0].in_flight = 2;
+        c[1].in_flight = 5;
+        c[2].in_flight = 2;
+        assert_eq!(fewest.pick(&req, &c, &totals, &rng), 2);
         let h = hash_picker().pick(&req, &c, &[4.0; 3], &rng);
         c[h].last_pick = 100;
         assert_eq!(hash_picker().pick(&req, &c, &[4.0; 3], &rng), h);

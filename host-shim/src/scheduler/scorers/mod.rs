@@ -51,6 +51,7 @@ pub(crate) mod test_support {
                 prefix_blocks: prefix.get(i).copied().unwrap_or(0),
                 saturated: false,
                 last_pick: 0,
+                in_flight: 0,
                 slot: slot(),
             })
             .collect()

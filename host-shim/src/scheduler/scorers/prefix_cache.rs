@@ -21,7 +21,8 @@
 //! where they exist): `hashBlockSize` (alias `blockSize`, prompt bytes per block),
 //! `maxPrefixBlocksToMatch`, `lruCapacityPerServer` (index blocks while a pod has not
 //! reported its KV capacity), plus `bytesPerToken` and `maxBlocksPerServer`; and the guards:
-//! `saturationAware`, `balanceAbsThreshold`, `balanceRelThreshold`.
+//! `saturationAware`, `balanceAbsThreshold`, `balanceRelThreshold`; and `provisionalInsert`
+//! (pick-time insertion into the index, see [`crate::scheduler`]).
 
 use crate::index::IndexSizing;
 use crate::scheduler::plugin::{Candidate, Scorer};
@@ -58,6 +59,9 @@ pub struct PrefixCacheParams {
     /// Load guard, relative part: the queue must also be more than this many times the
     /// shortest one (default [`DEFAULT_BALANCE_REL_THRESHOLD`]).
     pub balance_rel_threshold: Option<f64>,
+    /// Insert a picked request's blocks into the chosen endpoint's index at pick time, before
+    /// the served report confirms them (default `true`).
+    pub provisional_insert: Option<bool>,
 }
 
 impl PrefixCacheParams {
