@@ -130,7 +130,7 @@ async fn readiness_to_pick_latency() {
                     log.lock().unwrap().push((started, p.endpoint));
                     made.fetch_add(1, Ordering::Relaxed);
                 }
-                if n % 8 == 0 {
+                if n.is_multiple_of(8) {
                     tokio::task::yield_now().await;
                 }
             }
