@@ -30,6 +30,9 @@ pub(crate) struct AffinityFilter {
     hashes: Vec<u64>,
     /// Bytes of request body buffered so far.
     body_size: usize,
+    /// The endpoint host-shim picked, then the one that served: where the completion report
+    /// goes.
+    endpoint: Option<String>,
 }
 
 impl AffinityFilter {
@@ -40,6 +43,7 @@ impl AffinityFilter {
             pending: None,
             hashes: Vec::new(),
             body_size: 0,
+            endpoint: None,
         }
     }
 
@@ -210,7 +214,7 @@ impl AffinityFilter {
     }
 
     /// Applies host-shim's answer; `None` when it did not answer usefully.
-    fn apply_pick(&self, shared: &Shared) -> Option<()> {
+    fn apply_pick(&mut self, shared: &Shared) -> Option<()> {
         let headers = self.get_http_call_response_headers();
         let header = |name: &str| {
             headers
@@ -230,6 +234,7 @@ impl AffinityFilter {
                         .as_bytes(),
                 );
                 self.set_destination(shared, &endpoint, &fallbacks);
+                self.endpoint = Some(endpoint.to_string());
                 glue::bump(shared.metrics.prefix_picks);
                 glue::bump(shared.metrics.shim_picks);
                 self.resume_http_request();
@@ -365,11 +370,33 @@ impl HttpContext for AffinityFilter {
                 .and_then(|b| String::from_utf8(b).ok());
             if let Some(endpoint) = served {
                 shared.queue_report(ServedReport {
-                    endpoint,
-                    hashes: std::mem::take(&mut self.hashes),
+                    endpoint: endpoint.clone(),
+                    hashes: self.hashes.clone(),
+                    completed: false,
                 });
+                self.endpoint = Some(endpoint);
             }
         }
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // The stream is over (completed, failed or cancelled): host-shim stops counting it in
+        // flight at the endpoint that served it, else at the one it picked.
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let report = shared
+            .config
+            .host_shim
+            .as_ref()
+            .is_some_and(|s| s.report_served);
+        if let (true, Some(endpoint)) = (report, self.endpoint.take()) {
+            shared.queue_report(ServedReport {
+                endpoint,
+                hashes: std::mem::take(&mut self.hashes),
+                completed: true,
+            });
+        }
     }
 }

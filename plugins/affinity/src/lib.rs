@@ -12,7 +12,8 @@
 //! the same endpoint by rendezvous hashing. The header is set while the request headers are
 //! still held (`allow_on_headers_stop_iteration`), which Envoy 1.40 honours for ORIGINAL_DST.
 //! The endpoint that actually served is reported back to host-shim from a timer, off the
-//! request path.
+//! request path, and so is the request's end (`/v1/completed`), so host-shim's count of
+//! requests in flight per endpoint follows the streams.
 
 mod filter;
 
@@ -32,8 +33,8 @@ const PLUGIN: &str = "infergate-affinity";
 
 /// Served reports kept while host-shim is unreachable; older ones are dropped.
 const MAX_QUEUED_REPORTS: usize = 1024;
-/// Reports sent per timer tick.
-const REPORTS_PER_TICK: usize = 64;
+/// Reports sent per timer tick (served and completion reports).
+const REPORTS_PER_TICK: usize = 128;
 /// Timer period for sending reports.
 const REPORT_PERIOD: Duration = Duration::from_millis(100);
 /// Ticks between refreshes of the endpoint list from host-shim (1 s).
@@ -70,6 +71,8 @@ pub(crate) struct Metrics {
 pub(crate) struct ServedReport {
     pub endpoint: String,
     pub hashes: Vec<u64>,
+    /// A completion report (the request ended) rather than a served report.
+    pub completed: bool,
 }
 
 /// What every request context of this VM shares.
@@ -199,11 +202,16 @@ impl RootContext for AffinityRoot {
                 break;
             };
             let body = encode_served(&report.endpoint, &report.hashes);
+            let path = if report.completed {
+                "/v1/completed"
+            } else {
+                "/v1/served"
+            };
             let sent = self.dispatch_http_call(
                 &shim.cluster,
                 vec![
                     (":method", "POST"),
-                    (":path", "/v1/served"),
+                    (":path", path),
                     (":authority", &shim.authority),
                     ("content-type", "application/octet-stream"),
                 ],
