@@ -174,11 +174,11 @@ async fn soak() -> anyhow::Result<()> {
     let tally = std::mem::take(&mut *tally.lock().unwrap());
     let sent = i;
     let answered: u64 = tally.by.values().sum();
-    let expected = |class: &str, status: u16| match (class, status) {
-        ("keyless", 401) => true,
-        ("capped" | "tokens", 200 | 429) => true,
-        ("alice" | "alice-stream", 200) => true,
-        _ => false,
+    let expected = |class: &str, status: u16| {
+        matches!(
+            (class, status),
+            ("keyless", 401) | ("capped" | "tokens", 200 | 429) | ("alice" | "alice-stream", 200)
+        )
     };
     let unexpected: u64 = tally
         .by

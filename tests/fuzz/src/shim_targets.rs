@@ -51,7 +51,7 @@ fn pick_wire(data: &[u8]) {
         prompt_tokens: hashes.first().copied().unwrap_or(0),
         block_size: data.len(),
         hashes: &hashes,
-        sheddable: data.len() % 2 == 0,
+        sheddable: data.len().is_multiple_of(2),
     };
     let wire = encode_pick(&q);
     if let Ok(back) = decode_pick(&wire) {
