@@ -12,6 +12,7 @@ pub mod images;
 pub mod manifests;
 pub mod oci;
 pub mod options;
+pub mod platform;
 pub mod ratelimit;
 pub mod render;
 pub mod resources;

@@ -101,6 +101,12 @@ struct Translation {
     /// JWKS URL of a JWT issuer (`ISSUER=URL`, repeatable).
     #[arg(long = "jwks-url")]
     jwks_urls: Vec<String>,
+    /// Gateway platform: istio-1.26 (= openshift-4.19 / openshift-4.20, the guide's),
+    /// istio-1.27, istio-1.28+, envoy-gateway-1.4, envoy-gateway-1.5+. Decides whether the
+    /// plugins may hold headers and whether routing is the affinity plugin or host-shim's
+    /// ext_proc (see PLATFORM.md in the output).
+    #[arg(long, default_value = "istio-1.26")]
+    platform: infergate_policies::platform::Platform,
 }
 
 impl Translation {
@@ -109,6 +115,7 @@ impl Translation {
         let mut o = Options {
             gateway: self.gateway,
             endpoints: self.endpoints,
+            platform: Some(self.platform),
             ..Options::default()
         };
         if let Some(f) = self.kube_token_file {

@@ -22,6 +22,10 @@ pub struct Options {
     /// Where the plugin, host-shim and `.wasm` file-server images come from, by digest when
     /// the built images were read ([`crate::images`]).
     pub images: crate::images::ImageRefs,
+    /// The platform the manifests are for (`render --platform`): decides the plugins' header
+    /// hold mode and the routing ([`crate::platform`]). `None`: every form, plugins in hold
+    /// mode (the library's historical output).
+    pub platform: Option<crate::platform::Platform>,
 }
 
 impl Default for Options {
@@ -34,6 +38,7 @@ impl Default for Options {
             kube_authority: "kubernetes.default.svc".into(),
             jwks_urls: BTreeMap::new(),
             images: crate::images::ImageRefs::default(),
+            platform: None,
         }
     }
 }

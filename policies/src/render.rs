@@ -201,6 +201,9 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
         check::<infergate_core::affinity::AffinityConfig>("affinity", &v)?;
         plugins.push(("affinity".into(), v));
     }
+    if let Some(p) = opts.platform {
+        crate::platform::apply(&p.plan(), &mut plugins);
+    }
     if plugins.is_empty() {
         return Err(Error::new(format!("Gateway {gw_ns}/{gw_name}"), ".", "no AuthPolicy, RateLimitPolicy, TokenRateLimitPolicy, InferencePool or EndpointPickerConfig applies to this Gateway"));
     }
@@ -307,6 +310,15 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
             },
         })
         .collect();
+    let mut wasm_patches = wasm_patches;
+    if opts.platform == Some(crate::platform::Platform::Istio127) {
+        for p in &mut wasm_patches {
+            crate::platform::typed_struct(&mut p.patch.value);
+        }
+    }
+    if let Some(p) = opts.platform {
+        files.insert("PLATFORM.md".into(), crate::platform::readme(p));
+    }
     let ef = |name: &str, patches: Vec<ConfigPatch>| EnvoyFilter {
         api_version: "networking.istio.io/v1alpha3".into(),
         kind: "EnvoyFilter".into(),

@@ -383,6 +383,9 @@ fn cli_renders_into_a_folder() {
             out.to_str().unwrap(),
             "--endpoints",
             "10.0.0.7:8000",
+            // A platform that holds headers: the affinity plugin is rendered.
+            "--platform",
+            "istio-1.28+",
         ])
         .status()
         .unwrap();
