@@ -149,6 +149,8 @@ pub fn compile_attribute(src: &str) -> Result<String, String> {
     compile_counter(src)
 }
 
+// Short-lived values during compilation; boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 enum Pred {
     Const(bool),
     P(Predicate),
