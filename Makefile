@@ -14,7 +14,7 @@ WASI_RUNNER := node --no-warnings $(CURDIR)/tools/wasi-runner.mjs
 
 .PHONY: images push
 .PHONY: test-compat test-compat-oldest
-.PHONY: help setup build build-wasm build-native lint test test-unit test-core-wasm test-integration demo bench bench-routing fmt clean-demo fuzz soak
+.PHONY: help setup build build-wasm build-native lint test test-unit test-core-wasm test-integration demo bench bench-routing bench-routing-live fmt clean-demo fuzz soak
 
 help:
 	@echo "make demo    run the local HTTPS LLM gateway (Envoy + plugins + host-shim + simulated pods)"
@@ -112,6 +112,11 @@ bench: build
 # round-robin, random, least-queue, host-shim's scheduler and an oracle, four workloads.
 bench-routing: build
 	$(BIN_DIR)/bench-routing --out e2e/results/
+
+# Live routing: 4 vllm-sim pods behind Envoy + affinity + host-shim, the shared-prefix workload
+# once per host-shim variant, back to back (e2e/results/bench-routing-live.md).
+bench-routing-live: build
+	bash tools/bench-routing-live/run.sh
 
 # Coverage-guided fuzzing (libFuzzer on stable Rust, overflow checks on) of every parser that
 # sees untrusted bytes, FUZZ_SECONDS per target; prints executions per target. `make test`

@@ -280,12 +280,15 @@ struct DebugEndpoint {
     ready: bool,
     age_ms: Option<u128>,
     index: Option<crate::index::IndexStats>,
+    /// This replica's picks there not reported complete (before the scrape cap).
+    in_flight: u64,
 }
 
 fn debug_state(rt: &Runtime) -> Response<Body> {
     let cfg = rt.scheduler.config();
     let now = rt.clock().now();
     let index = rt.scheduler.index_stats();
+    let in_flight = rt.scheduler.in_flight(now);
     let endpoints = rt
         .snapshot()
         .into_iter()
@@ -296,6 +299,10 @@ fn debug_state(rt: &Runtime) -> Response<Body> {
                 .iter()
                 .find(|(e, _)| *e == s.endpoint)
                 .map(|(_, i)| *i),
+            in_flight: in_flight
+                .iter()
+                .find(|(e, _)| *e == s.endpoint)
+                .map_or(0, |(_, n)| *n),
             state: s,
         })
         .collect();
