@@ -51,12 +51,15 @@ impl InFlightLedger {
         self.entries.push_back(entry);
     }
 
-    /// Drops entries picked more than `ttl` before `now`.
+    /// Drops entries picked more than `ttl` before `now`. Entries are pushed in pick order,
+    /// so this pops from the front and costs only what it drops (called on every pick).
     pub fn expire(&mut self, now: Timestamp, ttl: Duration) {
         let Some(cutoff) = now.checked_sub(ttl) else {
             return;
         };
-        self.entries.retain(|e| e.at >= cutoff);
+        while self.entries.front().is_some_and(|e| e.at < cutoff) {
+            self.entries.pop_front();
+        }
     }
 
     /// Requests in flight.
@@ -79,11 +82,14 @@ impl InFlightLedger {
         self.entries.remove(i)
     }
 
-    /// Marks the oldest unconfirmed entry with `key` confirmed; `false` if there is none.
+    /// Marks the newest unconfirmed entry with `key` confirmed; `false` if there is none.
+    /// Newest first: the served report follows its pick within milliseconds, so the search
+    /// stops near the back however many long streams are open.
     pub fn confirm(&mut self, key: u64) -> bool {
         match self
             .entries
             .iter_mut()
+            .rev()
             .find(|e| e.key == key && !e.confirmed)
         {
             Some(e) => {
