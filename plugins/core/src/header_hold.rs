@@ -143,7 +143,9 @@ mod tests {
             c.allow_on_headers_stop_iteration.after_callout(),
             AfterCallout::KeepHeld
         );
-        assert!(c.allow_on_headers_stop_iteration.headers_editable_from_body());
+        assert!(c
+            .allow_on_headers_stop_iteration
+            .headers_editable_from_body());
     }
 
     #[test]
