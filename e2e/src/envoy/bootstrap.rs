@@ -212,7 +212,11 @@ fn with_header_hold(config: &str) -> String {
     if !is_object || config.contains(&format!("\"{FIELD}\"")) {
         return config.to_string();
     }
-    let sep = if rest.trim_start().starts_with('}') { "" } else { "," };
+    let sep = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
     format!("{{\"{FIELD}\":true{sep}{rest}")
 }
 
@@ -279,7 +283,10 @@ mod tests {
         // An explicit choice, an empty object and a non-object are handled as written.
         let explicit = r#"{"allowOnHeadersStopIteration":false}"#;
         assert_eq!(with_header_hold(explicit), explicit);
-        assert_eq!(with_header_hold(" {}"), r#"{"allowOnHeadersStopIteration":true}"#);
+        assert_eq!(
+            with_header_hold(" {}"),
+            r#"{"allowOnHeadersStopIteration":true}"#
+        );
         assert_eq!(with_header_hold("[1]"), "[1]");
         assert_eq!(with_header_hold("{bad"), "{bad");
     }
@@ -345,9 +352,6 @@ mod tests {
         }
         let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
             ["typed_config"];
-        assert_eq!(
-            hcm["local_reply_config"]["mappers"][0]["status_code"],
-            503
-        );
+        assert_eq!(hcm["local_reply_config"]["mappers"][0]["status_code"], 503);
     }
 }

@@ -30,7 +30,8 @@ pub struct AffinityConfig {
     pub hint_header: Option<String>,
     /// Ask host-shim for each pick (else: consistent hashing over `endpoints`).
     #[serde(default)]
-    pub host_shim: Option<HostShimConfig>,    /// The host lets this plugin hold request headers while it reads the body (Envoy's
+    pub host_shim: Option<HostShimConfig>,
+    /// The host lets this plugin hold request headers while it reads the body (Envoy's
     /// `allow_on_headers_stop_iteration`). Required: the plugin chooses the route from the body.
     #[serde(default)]
     pub allow_on_headers_stop_iteration: crate::header_hold::HeaderHold,

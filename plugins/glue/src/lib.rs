@@ -4,10 +4,10 @@
 //! reported the same way everywhere) and answering a request locally with an OpenAI-style error.
 
 use infergate_core::config::{self, Validate};
+use infergate_core::header_hold::AtHeaders;
 use infergate_core::openai_error::{self, ErrorKind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use infergate_core::header_hold::AtHeaders;
 use proxy_wasm::types::{Action, LogLevel};
 use serde::de::DeserializeOwned;
 

@@ -50,10 +50,10 @@ use crate::openai_error::ErrorKind;
 use apikey::KeyDigest;
 use cidr::Cidr;
 use credential::{query_values, CredentialError, CredentialSource};
+use identity::{IdentityProperties, PropertyConfig};
 use jwt::{Alg, KeySet};
 use kube::{FailureMode, Review, TokenReviewConfig};
 use rules::{AuthorizationConfig, Verdict};
-use identity::{IdentityProperties, PropertyConfig};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -95,7 +95,8 @@ pub struct AuthConfig {
     pub identity_properties: BTreeMap<String, PropertyConfig>,
     /// Realm named in `WWW-Authenticate`.
     #[serde(default = "default_realm")]
-    pub realm: String,    /// The host lets this plugin hold request headers while it reads the body (Envoy's
+    pub realm: String,
+    /// The host lets this plugin hold request headers while it reads the body (Envoy's
     /// `allow_on_headers_stop_iteration`); default: no-hold mode.
     #[serde(default)]
     pub allow_on_headers_stop_iteration: crate::header_hold::HeaderHold,

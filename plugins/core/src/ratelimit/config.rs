@@ -35,7 +35,8 @@ pub struct RateLimitConfig {
     /// Count in a shared rate limit service (Envoy RLS v3, e.g. Limitador) instead of this
     /// Envoy's shared data, so several gateway replicas share one budget.
     #[serde(default)]
-    pub global: Option<GlobalConfig>,    /// The host lets this plugin hold request headers while it reads the body (Envoy's
+    pub global: Option<GlobalConfig>,
+    /// The host lets this plugin hold request headers while it reads the body (Envoy's
     /// `allow_on_headers_stop_iteration`); default: no-hold mode.
     #[serde(default)]
     pub allow_on_headers_stop_iteration: crate::header_hold::HeaderHold,
