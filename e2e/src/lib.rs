@@ -15,8 +15,8 @@
 pub mod child;
 pub mod demo;
 pub mod envoy;
-pub mod kube_api;
 pub mod hold;
+pub mod kube_api;
 pub mod loadgen;
 pub mod paths;
 pub mod redis;

@@ -339,7 +339,9 @@ mod tests {
             namespace: "llm",
             name: "pool",
             group: "inference.networking.x-k8s.io".into(),
-            epp_config: Some("apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"),
+            epp_config: Some(
+                "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n",
+            ),
             selector: &selector,
             port: 8000,
         };
@@ -357,13 +359,24 @@ mod tests {
         }
         assert!(!c.args.iter().any(|a| a.starts_with("--endpoints")));
         assert_eq!(
-            m.deployment.spec.template.spec.service_account_name.as_deref(),
+            m.deployment
+                .spec
+                .template
+                .spec
+                .service_account_name
+                .as_deref(),
             Some("pool-host-shim")
         );
         assert_eq!(c.readiness_probe["grpc"]["service"], "readiness");
-        assert_eq!(c.liveness_probe.as_ref().unwrap()["grpc"]["service"], "liveness");
+        assert_eq!(
+            c.liveness_probe.as_ref().unwrap()["grpc"]["service"],
+            "liveness"
+        );
         assert_eq!(m.role.rules[0].resources, vec!["pods"]);
-        assert_eq!(m.role.rules[1].api_groups, vec!["inference.networking.x-k8s.io"]);
+        assert_eq!(
+            m.role.rules[1].api_groups,
+            vec!["inference.networking.x-k8s.io"]
+        );
         for r in &m.role.rules {
             assert_eq!(r.verbs, vec!["get", "list", "watch"]);
         }

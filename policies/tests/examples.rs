@@ -118,7 +118,12 @@ fn check_original_dst_and_host_shim(r: &infergate_policies::Rendered, pool: &str
     // Every cluster carries the shared circuit breakers, sized for long-lived streams, and an
     // overflow is answered as an OpenAI error with Retry-After.
     let limits = infergate_core::envoy_limits::MODEL_STREAMS.to_envoy();
-    for p in efs[0].spec.config_patches.iter().filter(|p| p.apply_to == "CLUSTER") {
+    for p in efs[0]
+        .spec
+        .config_patches
+        .iter()
+        .filter(|p| p.apply_to == "CLUSTER")
+    {
         assert_eq!(
             p.patch.value["circuit_breakers"], limits,
             "{}",

@@ -18,8 +18,7 @@ use std::path::PathBuf;
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 
 fn rendered() -> anyhow::Result<infergate_policies::Rendered> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../policies/examples/identity-tiers");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/identity-tiers");
     let bundle = Bundle::load(&[dir]).map_err(|e| anyhow::anyhow!("{e}"))?;
     let opts = Options {
         endpoints: vec!["127.0.0.1:1".into()],
@@ -46,13 +45,15 @@ async fn send(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tiers_from_identity_properties_limit_free_and_premium_differently() -> anyhow::Result<()>
-{
+async fn tiers_from_identity_properties_limit_free_and_premium_differently() -> anyhow::Result<()> {
     let r = rendered()?;
     let auth = r.plugin("auth").cloned().expect("auth config");
     let rl = r.plugin("ratelimit").cloned().expect("ratelimit config");
     // The translator resolved each key's tier from its Secret.
-    let keys = auth["methods"][0]["apiKey"]["keys"].as_array().cloned().unwrap_or_default();
+    let keys = auth["methods"][0]["apiKey"]["keys"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
         keys.iter()
             .any(|k| k["identity"]["properties"]["tier"] == json!("free")),
@@ -102,7 +103,12 @@ async fn tiers_from_identity_properties_limit_free_and_premium_differently() -> 
     // dave and erin share the organisation `acme`: 3 requests a minute between them. Bob has
     // no organisation, so `per-org` never applied to him (his 5 were the premium limit).
     let mut org = Vec::new();
-    for key in ["sk-premium-dave", "sk-premium-erin", "sk-premium-dave", "sk-premium-erin"] {
+    for key in [
+        "sk-premium-dave",
+        "sk-premium-erin",
+        "sk-premium-dave",
+        "sk-premium-erin",
+    ] {
         org.push(send(&client, &base, key, 8).await?);
     }
     assert_eq!(org, vec![200, 200, 200, 429]);
