@@ -79,13 +79,6 @@ impl Runtime {
         let started = Instant::now();
         let states = self.snapshot();
         let result = self.scheduler.pick(req, &states, self.clock.now());
-        // Peers learn where the prefix went at pick time too, not only when it is served.
-        if let (Ok(p), Some(peers)) = (&result, self.peers.get()) {
-            if !req.block_hashes.is_empty() {
-                let report = crate::server::wire::encode_served(&p.endpoint, &req.block_hashes);
-                peers.send(report.into());
-            }
-        }
         self.telemetry.record_pick(api, &result, started.elapsed());
         result
     }
