@@ -309,6 +309,41 @@ async fn podman_pick(registry: &str, pins: &Pins, _policy: &Path) {
         eprintln!("SKIPPED podman: podman or runc not installed");
         return;
     }
+    let image = format!("{registry}/host-shim@{}", pins.images["host-shim"].digest);
+    // Can this machine run a container at all? `host-shim --version` in the image says; a
+    // container runtime that cannot start (cgroup layout, rlimits, no user namespaces) is the
+    // machine's limit, not the image's, and is reported instead of failing the round trip.
+    let probe = Command::new("podman")
+        .args(["--runtime", "runc", "run", "--rm", "--tls-verify=false"])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ])
+        .arg(&image)
+        .arg("--version")
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => {
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                out.contains("host-shim"),
+                "`host-shim --version` in the image printed {out:?}"
+            );
+        }
+        Ok(o) => {
+            eprintln!(
+                "SKIPPED podman: this machine cannot run containers: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("SKIPPED podman: cannot start podman: {e}");
+            return;
+        }
+    }
     let sim_port = free_port();
     let sim = Running(
         Command::new(infergate_e2e::paths::workspace_binary("vllm-sim").unwrap())
@@ -320,7 +355,6 @@ async fn podman_pick(registry: &str, pins: &Pins, _policy: &Path) {
     );
     let (http_port, grpc_port) = (free_port(), free_port());
     let name = format!("infergate-test-{}", std::process::id());
-    let image = format!("{registry}/host-shim@{}", pins.images["host-shim"].digest);
     // crun cannot run under this machine's hybrid cgroups; runc can. Limits at or below the
     // current hard limits (podman's defaults exceed them here).
     let mut cmd = Command::new("podman");
