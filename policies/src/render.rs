@@ -188,7 +188,12 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
         check::<infergate_core::ratelimit::config::RateLimitConfig>("ratelimit", &v)?;
         plugins.push(("ratelimit".into(), v));
     }
-    if let Some(p) = &pool {
+    // Where host-shim's ext_proc routes (the no-hold platforms), no affinity plugin is rendered,
+    // so no pod address is needed: host-shim finds the pods through the InferencePool.
+    let affinity_rendered = opts
+        .platform
+        .is_none_or(|p| p.plan().routing != crate::platform::Routing::ExtProcPicker);
+    if let Some(p) = pool.as_ref().filter(|_| affinity_rendered) {
         if opts.endpoints.is_empty() {
             return Err(Error::new(
                 format!("InferencePool {}/{}", p.namespace, p.name),

@@ -425,3 +425,25 @@ fn cli_renders_into_a_folder() {
     assert!(err.contains("kubernetesTokenReview"), "{err}");
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn guide_on_its_own_platform_needs_no_pod_address() {
+    // The guide's platform routes with host-shim's ext_proc, which finds the pods through the
+    // InferencePool: nothing rendered may name a pod, and no address is asked for.
+    let bundle =
+        infergate_policies::resources::Bundle::load(&example(&["guide/base", "guide/anonymous"]))
+            .unwrap();
+    let mut o = options();
+    o.endpoints.clear();
+    o.platform = Some(infergate_policies::platform::Platform::Istio126);
+    let r = infergate_policies::render(&bundle, &o).unwrap();
+    assert!(r.plugin("affinity").is_none());
+    assert!(r.files.keys().any(|k| k.starts_with("host-shim/")));
+    for (path, text) in &r.files {
+        assert!(!text.contains("10.0.0."), "{path} names a pod address");
+    }
+    // Where the affinity plugin routes, its fallback list is still required, naming the field.
+    o.platform = Some(infergate_policies::platform::Platform::Istio128Plus);
+    let err = infergate_policies::render(&bundle, &o).unwrap_err();
+    assert_eq!(err.field, "affinity.endpoints");
+}
