@@ -11,37 +11,17 @@
 mod common;
 mod pinned;
 
+use common::{free_port, scratch, Running};
 use infergate_e2e::upstream::Upstream;
 use infergate_policies::manifests::EnvoyFilter;
 use infergate_policies::Rendered;
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("infergate-fragments-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    scratch("fragments", name)
 }
 
 fn envoy_filters(text: &str) -> Vec<EnvoyFilter> {

@@ -10,25 +10,15 @@
 
 mod common;
 
+use common::{free_port, scratch, Running};
 use infergate_policies::images::{self, ImageRefs, Inputs, Pins, PLUGINS};
 use infergate_policies::manifests::{EnvoyExtensionPolicy, EnvoyFilter, WasmPlugin};
 use infergate_policies::oci::{self, Layout};
 use infergate_policies::resources::Bundle;
 use serde::de::DeserializeOwned;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child process killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn installed(bin: &str) -> bool {
     Command::new("sh")
@@ -38,19 +28,8 @@ fn installed(bin: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("infergate-registry-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    scratch("registry", name)
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -57,3 +57,30 @@ kind: Secret
 metadata: {name: k1, namespace: ns, labels: {app: t}, annotations: {secret.kuadrant.io/user-id: u1}}
 stringData: {api_key: key-one}
 "#;
+
+/// A child process killed and reaped when the test lets go of it.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh, empty scratch folder `infergate-<suite>-<name>-<pid>` under the temp dir.
+pub fn scratch(suite: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("infergate-{suite}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
