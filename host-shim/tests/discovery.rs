@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fast_scrape, vllm_page, PodLoad};
+use common::{fast_scrape, serve_idle_metrics};
 use host_shim::endpoint::Endpoint;
 use host_shim::runtime::Runtime;
 use host_shim::scheduler::config::SchedulerConfig;
@@ -48,7 +48,7 @@ impl Pods {
                     Err(_) => continue 'retry,
                 }
             }
-            let tasks = listeners.into_iter().map(serve_metrics).collect();
+            let tasks = listeners.into_iter().map(serve_idle_metrics).collect();
             return Self { port, tasks };
         }
         panic!("no common free port on 127.0.0.10..");
@@ -61,28 +61,6 @@ impl Pods {
     fn endpoint(&self, i: u8) -> Endpoint {
         Endpoint(SocketAddr::new(Self::ip(i).parse().unwrap(), self.port))
     }
-}
-
-fn serve_metrics(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
-    use hyper::service::service_fn;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
-                    let page = vllm_page(&PodLoad::default());
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from(page)),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    })
 }
 
 struct Harness {

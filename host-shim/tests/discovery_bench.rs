@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{vllm_page, PodLoad};
+use common::serve_idle_metrics;
 use host_shim::endpoint::Endpoint;
 use host_shim::runtime::Runtime;
 use host_shim::scheduler::config::SchedulerConfig;
@@ -30,28 +30,6 @@ const PODS: u8 = 4;
 const ROUNDS: usize = 200;
 const LOAD_TASKS: usize = 4;
 
-fn serve(listener: tokio::net::TcpListener) {
-    use hyper::service::service_fn;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
-                    let page = vllm_page(&PodLoad::default());
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from(page)),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-}
-
 fn ip(i: u8) -> String {
     format!("127.0.0.{}", 40 + i)
 }
@@ -68,9 +46,9 @@ async fn readiness_to_pick_latency() {
     // Pods on 127.0.0.40.. sharing a port.
     let first = tokio::net::TcpListener::bind("127.0.0.40:0").await.unwrap();
     let port = first.local_addr().unwrap().port();
-    serve(first);
+    serve_idle_metrics(first);
     for i in 1..PODS {
-        serve(tokio::net::TcpListener::bind((ip(i), port)).await.unwrap());
+        serve_idle_metrics(tokio::net::TcpListener::bind((ip(i), port)).await.unwrap());
     }
     let api = KubeApi::start().await.unwrap();
     api.apply_pool(pool_v1(NS, "pool", "vllm", &[port]));

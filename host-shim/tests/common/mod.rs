@@ -241,3 +241,27 @@ pub async fn http(
         .to_vec();
     (status, headers, body)
 }
+
+/// Serves an idle vLLM pod's `/metrics` page on `listener` (any path, HTTP/1.1) until the
+/// runtime ends: for tests that place pods on chosen loopback addresses.
+pub fn serve_idle_metrics(listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    use hyper::service::service_fn;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
+                    let page = vllm_page(&PodLoad::default());
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(page)),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}
