@@ -89,13 +89,21 @@ fn send(
 
 /// Waits (polling) until `cond` holds; panics with `what` after a generous bound, so a broken
 /// gateway fails the test instead of hanging it.
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool, state: impl Fn() -> String) {
+async fn wait_until(
+    what: &str,
+    upstream: &HoldUpstream,
+    done: &AtomicUsize,
+    cond: impl Fn(usize, usize) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(240);
-    while !cond() {
+    loop {
+        let (arrived, answered) = (upstream.arrived(), done.load(Ordering::Acquire));
+        if cond(arrived, answered) {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
-            "gave up waiting for {what}: {}",
-            state()
+            "gave up waiting for {what}: {arrived} arrived, {answered} answered"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -136,14 +144,9 @@ async fn four_thousand_streams_in_flight_pass_the_circuit_breakers() -> anyhow::
     // Every stream is held open at the upstream at the same time, none answered early.
     wait_until(
         "every stream to reach the upstream",
-        || upstream.arrived() >= IN_FLIGHT || done.load(Ordering::Acquire) > 0,
-        || {
-            format!(
-                "{} arrived, {} answered",
-                upstream.arrived(),
-                done.load(Ordering::Acquire)
-            )
-        },
+        &upstream,
+        &done,
+        |arrived, answered| arrived >= IN_FLIGHT || answered > 0,
     )
     .await;
     assert_eq!(
@@ -194,14 +197,9 @@ async fn a_tripped_breaker_answers_an_openai_error_with_retry_after() -> anyhow:
     let mut set = send(&envoy, &upstream, 12, done.clone());
     wait_until(
         "4 held and 8 rejected",
-        || upstream.arrived() >= 4 && done.load(Ordering::Acquire) >= 8,
-        || {
-            format!(
-                "{} arrived, {} answered",
-                upstream.arrived(),
-                done.load(Ordering::Acquire)
-            )
-        },
+        &upstream,
+        &done,
+        |arrived, answered| arrived >= 4 && answered >= 8,
     )
     .await;
     upstream.release();
@@ -249,14 +247,9 @@ async fn without_the_breakers_envoy_refuses_streams_past_its_default() -> anyhow
     let mut set = send(&envoy, &upstream, 2100, done.clone());
     wait_until(
         "1,024 held, 1,024 pending and 52 refused",
-        || upstream.arrived() >= 1024 && done.load(Ordering::Acquire) >= 52,
-        || {
-            format!(
-                "{} arrived, {} answered",
-                upstream.arrived(),
-                done.load(Ordering::Acquire)
-            )
-        },
+        &upstream,
+        &done,
+        |arrived, answered| arrived >= 1024 && answered >= 52,
     )
     .await;
     upstream.release();
