@@ -15,8 +15,10 @@
 pub mod child;
 pub mod demo;
 pub mod envoy;
+pub mod global_rls;
 pub mod hold;
 pub mod kube_api;
+pub mod limitador;
 pub mod loadgen;
 pub mod paths;
 pub mod redis;

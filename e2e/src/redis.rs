@@ -21,13 +21,32 @@ impl RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("infergate-redis-")
             .tempdir()?;
-        let socket = dir.path().join("redis.sock");
+        let child = Self::spawn(dir.path())?;
+        Ok(Self { child, dir })
+    }
+
+    /// Kills the server (SIGKILL): its socket refuses connections, its counters are gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.socket());
+    }
+
+    /// Starts a fresh, empty server on the same socket.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.child = Self::spawn(self.dir.path())?;
+        Ok(())
+    }
+
+    fn spawn(dir: &std::path::Path) -> Result<Child> {
+        let socket = dir.join("redis.sock");
         let child = Command::new("redis-server")
             .args(["--port", "0", "--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
             .arg(&socket)
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -40,7 +59,7 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Self { child, dir })
+        Ok(child)
     }
 
     /// The server's Unix socket.

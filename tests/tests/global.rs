@@ -1,6 +1,9 @@
 //! Global rate limits: two Envoys share one budget exactly through an Envoy RLS v3 service
 //! counting in a real Redis; the service down fails open or closed as configured; token usage
 //! above the estimate is settled with the service afterwards.
+//!
+//! The service is the project's test RLS, or Kuadrant's Limitador when
+//! `INFERGATE_LIMITADOR_BIN` names a built `limitador-server` (`make interop-limitador`).
 
 mod common;
 
@@ -8,8 +11,8 @@ use common::*;
 use infergate_core::config::parse;
 use infergate_core::ratelimit::RateLimitConfig;
 use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec};
-use infergate_e2e::redis::{RedisClient, RedisServer, Reply};
-use infergate_e2e::rls::RlsServer;
+use infergate_e2e::global_rls::GlobalRls;
+use infergate_e2e::redis::RedisServer;
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -52,10 +55,10 @@ async fn gateway_with(pod: &Upstream, rls: SocketAddr, ratelimit: Value) -> anyh
 async fn two_envoys_share_one_budget_exactly() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let config: RateLimitConfig = parse(ratelimit_config("deny").to_string().as_bytes())?;
-    let rls = RlsServer::start("infergate", &config, redis.socket()).await?;
+    let rls = GlobalRls::start("infergate", &config, &redis).await?;
     let pod = Upstream::start("pod-1", MODEL).await?;
-    let a = gateway(&pod, rls.addr, "deny").await?;
-    let b = gateway(&pod, rls.addr, "deny").await?;
+    let a = gateway(&pod, rls.addr(), "deny").await?;
+    let b = gateway(&pod, rls.addr(), "deny").await?;
     let urls = vec![
         format!("{}/v1/chat/completions", a.http_url()),
         format!("{}/v1/chat/completions", b.http_url()),
@@ -65,7 +68,7 @@ async fn two_envoys_share_one_budget_exactly() -> anyhow::Result<()> {
     let limited = codes.iter().filter(|c| **c == 429).count();
     assert_eq!((ok, limited), (10, 22), "{codes:?}\n{}", a.log());
     assert_eq!(pod.requests().len(), 10);
-    assert_eq!(rls.calls(), 32);
+    assert_eq!(rls.calls().await?, 32);
     // Both gateways answered some of the 429s: the budget really was shared.
     let la = a
         .stat("wasmcustom.infergate.ratelimit.limited")
@@ -138,9 +141,9 @@ async fn token_usage_above_the_estimate_is_settled_with_the_service() -> anyhow:
     });
     let redis = RedisServer::start()?;
     let config: RateLimitConfig = parse(rl.to_string().as_bytes())?;
-    let rls = RlsServer::start("infergate", &config, redis.socket()).await?;
+    let rls = GlobalRls::start("infergate", &config, &redis).await?;
     let pod = Upstream::start("pod-1", MODEL).await?;
-    let envoy = gateway_with(&pod, rls.addr, rl).await?;
+    let envoy = gateway_with(&pod, rls.addr(), rl).await?;
     let r = http_client()
         .post(format!("{}/v1/chat/completions", envoy.http_url()))
         .bearer_auth("alice-key")
@@ -153,22 +156,11 @@ async fn token_usage_above_the_estimate_is_settled_with_the_service() -> anyhow:
         .expect("usage");
     // The check, then the settlement from the root context's timer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while rls.calls() < 2 && tokio::time::Instant::now() < deadline {
+    while rls.calls().await? < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(rls.calls(), 2, "{}", envoy.log());
+    assert_eq!(rls.calls().await?, 2, "{}", envoy.log());
     // The service's counter now holds the real usage: estimate plus the settled rest.
-    let mut client = RedisClient::connect(&redis.socket())?;
-    let Reply::Array(keys) = client.command(&[b"KEYS", b"infergate|tokens|*"])? else {
-        panic!("KEYS answered something else");
-    };
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    let Reply::Bulk(Some(key)) = &keys[0] else {
-        panic!("{keys:?}")
-    };
-    let Reply::Bulk(Some(count)) = client.command(&[b"GET", key])? else {
-        panic!("no count")
-    };
-    assert_eq!(String::from_utf8(count)?.parse::<u64>()?, used);
+    assert_eq!(rls.used(&redis, "infergate", "tokens").await?, vec![used]);
     Ok(())
 }

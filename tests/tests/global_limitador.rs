@@ -1,0 +1,230 @@
+//! Global limits against Kuadrant's Limitador (the interop run, `make interop-limitador`):
+//! Limitador killed and restarted, and its Redis killed and restarted, in each failure mode;
+//! and limits whose descriptors move between call positions. The service is Limitador when
+//! `INFERGATE_LIMITADOR_BIN` names a built `limitador-server`; the fault tests are skipped
+//! without it, the descriptor-position test runs against the project's test RLS instead.
+
+mod common;
+
+use common::*;
+use infergate_core::config::parse;
+use infergate_core::ratelimit::RateLimitConfig;
+use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec};
+use infergate_e2e::global_rls::{limitador_bin, GlobalRls, LIMITADOR_BIN_ENV};
+use infergate_e2e::limitador::LimitadorServer;
+use infergate_e2e::redis::RedisServer;
+use infergate_e2e::upstream::Upstream;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+const MODEL: &str = "Qwen/Qwen3-0.6B";
+
+fn auth() -> Value {
+    json!({"methods": [{"name": "keys", "apiKey": {"keys": [
+        {"sha256": digest("alice-key"), "identity": {"userid": "alice"}},
+        {"sha256": digest("bob-key"), "identity": {"userid": "bob"}}]}}]})
+}
+
+fn per_user(failure_mode: &str) -> Value {
+    json!({
+        "limits": [{"name": "per-user", "rates": [{"limit": 10, "window": "1h"}],
+                    "counters": ["auth.identity.userid"]}],
+        "global": {"cluster": "ratelimit", "domain": "infergate", "timeoutMs": 500,
+                   "failureMode": failure_mode},
+        "responseHeaders": "xRatelimit"
+    })
+}
+
+async fn gateway(pod: &Upstream, rls: SocketAddr, ratelimit: &Value) -> anyhow::Result<Envoy> {
+    let spec = GatewaySpec {
+        clusters: vec![ClusterSpec {
+            name: "ratelimit".into(),
+            addresses: vec![rls],
+            http2: true,
+        }],
+        ..GatewaySpec::default()
+    };
+    let affinity = json!({"endpoints": [pod.addr.to_string()]});
+    Envoy::start(&with_chain(spec, &auth(), ratelimit, &affinity)?).await
+}
+
+/// Sends `n` chat completions one after the other; returns the statuses (0: no answer).
+/// Every 500 must be the documented `ratelimit_unavailable` error.
+async fn codes(envoy: &Envoy, key: &str, headers: &[(&str, &str)], n: usize) -> Vec<u16> {
+    let url = format!("{}/v1/chat/completions", envoy.http_url());
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut req = http_client()
+            .post(&url)
+            .bearer_auth(key)
+            .json(&chat_body(MODEL, false));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        out.push(match req.send().await {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                if s == 500 {
+                    let v: Value = r.json().await.unwrap_or_default();
+                    assert_eq!(v["error"]["code"], "ratelimit_unavailable", "{v}");
+                }
+                s
+            }
+            Err(_) => 0,
+        });
+    }
+    out
+}
+
+fn seven_then_429() -> Vec<u16> {
+    let mut want = vec![200; 7];
+    want.push(429);
+    want
+}
+
+fn skip(test: &str) -> bool {
+    if limitador_bin().is_none() {
+        eprintln!("SKIPPED {test}: {LIMITADOR_BIN_ENV} is not set (make interop-limitador)");
+        return true;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limitador_killed_and_restarted_in_each_failure_mode() -> anyhow::Result<()> {
+    if skip("limitador_killed_and_restarted_in_each_failure_mode") {
+        return Ok(());
+    }
+    let bin = limitador_bin().unwrap_or_default();
+    let redis = RedisServer::start()?;
+    let config: RateLimitConfig = parse(per_user("deny").to_string().as_bytes())?;
+    let mut limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let deny = gateway(&pod, limitador.addr, &per_user("deny")).await?;
+    let allow = gateway(&pod, limitador.addr, &per_user("allow")).await?;
+    // Up: counted by Limitador.
+    assert_eq!(codes(&deny, "alice-key", &[], 3).await, vec![200; 3]);
+    assert_eq!(codes(&allow, "bob-key", &[], 3).await, vec![200; 3]);
+    assert_eq!(limitador.calls().await?, 6);
+    // Killed: deny fails closed (500), allow fails open (200, uncounted).
+    limitador.kill().await?;
+    assert_eq!(
+        codes(&deny, "alice-key", &[], 4).await,
+        vec![500; 4],
+        "{}",
+        deny.log()
+    );
+    assert_eq!(codes(&allow, "bob-key", &[], 4).await, vec![200; 4]);
+    // Restarted on the same port: the counters live in Redis, so each budget resumes where
+    // it was (3 of 10 used): 7 more, then 429.
+    limitador.restart().await?;
+    assert_eq!(
+        codes(&deny, "alice-key", &[], 8).await,
+        seven_then_429(),
+        "{}\n{}",
+        deny.log(),
+        limitador.log()
+    );
+    assert_eq!(codes(&allow, "bob-key", &[], 8).await, seven_then_429());
+    assert_eq!(limitador.used("infergate", "per-user").await?, vec![10, 10]);
+    assert_eq!(pod.requests().len(), 3 + 3 + 4 + 7 + 7);
+    limitador.kill().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limitador_with_its_redis_down_and_back_in_each_failure_mode() -> anyhow::Result<()> {
+    if skip("limitador_with_its_redis_down_and_back_in_each_failure_mode") {
+        return Ok(());
+    }
+    let bin = limitador_bin().unwrap_or_default();
+    let mut redis = RedisServer::start()?;
+    let config: RateLimitConfig = parse(per_user("deny").to_string().as_bytes())?;
+    let mut limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let deny = gateway(&pod, limitador.addr, &per_user("deny")).await?;
+    let allow = gateway(&pod, limitador.addr, &per_user("allow")).await?;
+    assert_eq!(codes(&deny, "alice-key", &[], 3).await, vec![200; 3]);
+    assert_eq!(codes(&allow, "bob-key", &[], 3).await, vec![200; 3]);
+    // Redis killed: Limitador answers UNAVAILABLE (or not in time); each failure mode applies.
+    redis.kill();
+    assert_eq!(
+        codes(&deny, "alice-key", &[], 4).await,
+        vec![500; 4],
+        "{}\n{}",
+        deny.log(),
+        limitador.log()
+    );
+    assert_eq!(codes(&allow, "bob-key", &[], 4).await, vec![200; 4]);
+    // A fresh, empty Redis on the same socket: Limitador reconnects and counts from zero.
+    redis.restart()?;
+    let mut alice = Vec::new();
+    // Reconnection is Limitador's business; give it a few requests' time in deny mode, each
+    // answered 500 or counted.
+    for _ in 0..50 {
+        let c = codes(&deny, "alice-key", &[], 1).await;
+        alice.extend(&c);
+        if c == [200] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(alice.last(), Some(&200), "{alice:?}\n{}", limitador.log());
+    assert!(alice.iter().all(|c| *c == 200 || *c == 500), "{alice:?}");
+    let mut rest = codes(&deny, "alice-key", &[], 10).await;
+    let mut want = vec![200; 9];
+    want.push(429);
+    assert_eq!(rest, want, "{}", limitador.log());
+    rest = codes(&allow, "bob-key", &[], 11).await;
+    want = vec![200; 10];
+    want.push(429);
+    assert_eq!(rest, want);
+    let answered_200 = alice.iter().filter(|c| **c == 200).count();
+    assert_eq!(
+        pod.requests().len(),
+        3 + 3 + 4 + answered_200 + 9 + 10,
+        "each 200 reached the pod once, nothing else did"
+    );
+    limitador.kill().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_counts_the_same_whichever_position_its_descriptor_has() -> anyhow::Result<()> {
+    // `burst` applies only to requests with `x-burst: 1`; then the call carries two
+    // descriptors and `per-user`'s is the second, otherwise it is the only one.
+    let rl = json!({
+        "limits": [
+            {"name": "burst", "rates": [{"limit": 2, "window": "1h"}],
+             "counters": ["auth.identity.userid"],
+             "when": [{"attribute": "request.headers['x-burst']", "eq": "1"}]},
+            {"name": "per-user", "rates": [{"limit": 5, "window": "1h"}],
+             "counters": ["auth.identity.userid"]}],
+        "global": {"cluster": "ratelimit", "domain": "infergate", "timeoutMs": 500}
+    });
+    let redis = RedisServer::start()?;
+    let config: RateLimitConfig = parse(rl.to_string().as_bytes())?;
+    let rls = GlobalRls::start("infergate", &config, &redis).await?;
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let envoy = gateway(&pod, rls.addr(), &rl).await?;
+    let burst = [("x-burst", "1")];
+    // Two bursts fit; the third is over `burst` and charges nothing (all or nothing).
+    assert_eq!(
+        codes(&envoy, "alice-key", &burst, 3).await,
+        vec![200, 200, 429],
+        "{}",
+        envoy.log()
+    );
+    // `per-user` holds 2 of 5 whatever position its descriptor had: 3 more, then 429.
+    assert_eq!(
+        codes(&envoy, "alice-key", &[], 4).await,
+        vec![200, 200, 200, 429]
+    );
+    assert_eq!(rls.used(&redis, "infergate", "per-user").await?, vec![5]);
+    assert_eq!(rls.used(&redis, "infergate", "burst").await?, vec![2]);
+    // Bob has his own counters.
+    assert_eq!(codes(&envoy, "bob-key", &burst, 1).await, vec![200]);
+    assert_eq!(pod.requests().len(), 2 + 3 + 1);
+    assert_eq!(rls.calls().await?, 3 + 4 + 1);
+    Ok(())
+}
