@@ -11,8 +11,8 @@ mod jwks;
 
 use infergate_core::auth::kube::{self, Review};
 use infergate_core::auth::{
-    AuthConfig, AuthHost, Authenticator, Authorization, Callout, Decision, Denial, Identity,
-    RequestView, ReviewKind, DENIAL_REASONS,
+    AuthConfig, AuthHost, Authenticator, Authorization, Callout, CalloutKind, Decision, Denial,
+    Identity, RequestView, DENIAL_REASONS,
 };
 use infergate_core::header_hold::{AfterCallout, HeaderHold};
 use infergate_core::openai::{parse_request, ApiKind};
@@ -292,14 +292,14 @@ impl AuthFilter {
 
     fn dispatch(&mut self, shared: &Shared, callout: Callout) -> Action {
         glue::bump(match callout.kind {
-            ReviewKind::Token(_) => shared.metrics.token_review_callouts,
-            ReviewKind::Access => shared.metrics.access_review_callouts,
+            CalloutKind::Token(_) => shared.metrics.token_review_callouts,
+            CalloutKind::Access => shared.metrics.access_review_callouts,
         });
         let sent = self.dispatch_http_call(
             &callout.cluster,
             vec![
                 (":method", "POST"),
-                (":path", callout.path),
+                (":path", &callout.path),
                 (":authority", &callout.authority),
                 ("content-type", "application/json"),
                 ("accept", "application/json"),
@@ -328,7 +328,7 @@ impl AuthFilter {
             let _ = hostcalls::set_shared_data(&callout.cache_key, Some(&entry), None);
         }
         match callout.kind {
-            ReviewKind::Token(_) => {
+            CalloutKind::Token(_) => {
                 let Some(facts) = self.facts.take() else {
                     return self.proceed_never(shared);
                 };
@@ -337,7 +337,7 @@ impl AuthFilter {
                 self.facts = Some(facts);
                 self.decided(shared, decision)
             }
-            ReviewKind::Access => {
+            CalloutKind::Access => {
                 let authz = shared.auth.access_reviewed(review);
                 self.authorized(shared, authz)
             }

@@ -15,7 +15,7 @@
 //! headers for a callout (TokenReview, the rate limit service) stays allowed in both modes:
 //! the callout's answer or its timeout resumes the request, whatever Envoy made of the pause.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The configuration field, the same in every plugin, named after Envoy's own.
 pub const FIELD: &str = "allowOnHeadersStopIteration";
@@ -24,7 +24,7 @@ pub const FIELD: &str = "allowOnHeadersStopIteration";
 pub const ENVOY_FIELD: &str = "allow_on_headers_stop_iteration";
 
 /// The configured header-hold mode of a plugin (the value of [`FIELD`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct HeaderHold {
     /// The host runs this plugin with `allow_on_headers_stop_iteration: true`.

@@ -54,6 +54,17 @@ impl KeyDigest {
     }
 }
 
+/// Hex SHA-256 over length-prefixed `parts` (cache keys: no two part lists collide, and no
+/// secret appears in the key).
+pub fn digest_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    KeyDigest::from_bytes(h.finalize().into()).to_hex()
+}
+
 fn hex_val(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),

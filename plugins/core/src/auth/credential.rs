@@ -1,12 +1,12 @@
 //! Where a credential is read from, and reading it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest credential accepted; longer values are rejected before any hashing or parsing.
 pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 
 /// Where to find the credential, shaped like Kuadrant AuthPolicy's `credentials`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum CredentialSource {
     /// `Authorization: <prefix> <credential>`; the prefix is matched case-insensitively.

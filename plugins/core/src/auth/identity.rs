@@ -8,7 +8,7 @@
 use super::selector::Selector;
 use super::{Identity, RequestView};
 use crate::config::ConfigError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -24,14 +24,14 @@ pub const MAX_IDENTITY_BYTES: usize = 4096;
 pub const MAX_PROPERTIES: usize = 32;
 
 /// One property: a static `value` or a `selector` into the authorization JSON.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PropertyConfig {
     /// A static value.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
     /// An Authorino selector (`auth.identity.sub`, `auth.metadata.tier.tier`, …).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
 }
 

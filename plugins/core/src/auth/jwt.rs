@@ -10,7 +10,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Largest token accepted; anything longer is refused before decoding.
@@ -21,7 +21,7 @@ pub const MIN_RSA_BITS: usize = 2048;
 const MAX_KEYS_TRIED: usize = 4;
 
 /// A signature algorithm the gateway can verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Alg {
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     RS256,
@@ -206,44 +206,44 @@ impl std::fmt::Debug for KeySet {
 }
 
 /// A JWKS document as written (RFC 7517): unknown members (`x5c`, `x5t`, …) are ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct JwksDocument {
     /// The keys.
     pub keys: Vec<RawJwk>,
 }
 
 /// One JWK as written; only the members the gateway uses.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct RawJwk {
     /// Key type: `RSA`, `EC`, `OKP`, `oct`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kty: Option<String>,
     /// Curve of `EC`/`OKP` keys.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crv: Option<String>,
     /// Key id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
     /// Algorithm the key is pinned to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alg: Option<String>,
     /// `sig` or `enc`; `enc` keys are skipped.
-    #[serde(default, rename = "use")]
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
     pub use_: Option<String>,
     /// RSA modulus.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<String>,
     /// RSA exponent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e: Option<String>,
     /// EC/OKP x coordinate.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x: Option<String>,
     /// EC y coordinate.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub y: Option<String>,
     /// `oct` secret.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<String>,
 }
 

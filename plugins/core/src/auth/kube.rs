@@ -11,7 +11,7 @@ use super::Identity;
 use serde::{Deserialize, Serialize};
 
 /// What to do when the kube-apiserver cannot be asked (error status, reset, timeout).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum FailureMode {
     /// Answer 503 `authentication_unavailable` (the default): fail closed, tell the client
@@ -75,7 +75,7 @@ fn default_negative_ttl() -> u64 {
 }
 
 /// `kubernetesTokenReview` method: the bearer token is reviewed by the kube-apiserver.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenReviewConfig {
     /// Envoy cluster of the kube-apiserver (HTTPS to it is the cluster's transport socket).
@@ -101,12 +101,12 @@ pub struct TokenReviewConfig {
     #[serde(default)]
     pub failure_mode: FailureMode,
     /// Identity under `failureMode: allow` (default user `unverified`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_identity: Option<Identity>,
 }
 
 /// Authorization by SubjectAccessReview, checked after authentication.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubjectAccessReviewConfig {
     /// Envoy cluster of the kube-apiserver (HTTPS to it is the cluster's transport socket).

@@ -4,17 +4,17 @@
 use super::kube::SubjectAccessReviewConfig;
 use super::{Identity, RequestView};
 use crate::headers::strip_port;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Top-level `authorization`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizationConfig {
     /// Allow rules: a request is authorized when one rule matches (every rule when empty).
     #[serde(default)]
     pub rules: Vec<Rule>,
     /// Ask the kube-apiserver too (after the rules).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_subject_access_review: Option<SubjectAccessReviewConfig>,
     /// Largest body read for a `models` condition (default 8 MiB; larger gets 413).
     #[serde(default = "default_max_body")]
@@ -36,7 +36,7 @@ impl Default for AuthorizationConfig {
 }
 
 /// One allow rule: every condition given must hold (an empty list means any).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
     /// Request host (without port), case-insensitive.
