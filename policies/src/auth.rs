@@ -20,6 +20,7 @@
 use crate::cel::{compile_predicate, Predicate};
 use crate::error::{Error, Result};
 use crate::identity_props::{for_secret, normalize, Property};
+use crate::metadata::MetadataRule;
 use crate::options::Options;
 use crate::resources::{
     AuthPolicySpec, AuthRules, AuthenticationRule, AuthorizationRule, Bundle, Object, SuccessItem,
@@ -39,6 +40,8 @@ pub enum Item {
     Authz(Box<AuthorizationRule>),
     /// `rules.response.success.filters.<name>`.
     Filter(SuccessItem),
+    /// `rules.metadata.<name>`.
+    Metadata(Box<MetadataRule>),
 }
 
 /// An Envoy cluster an auth method calls (IdP for JWKS).
@@ -73,6 +76,9 @@ fn items(rules: Option<AuthRules>) -> Option<BTreeMap<String, Item>> {
     }
     for (k, v) in rules.authorization {
         out.insert(format!("authorization.{k}"), Item::Authz(Box::new(v)));
+    }
+    for (k, v) in rules.metadata {
+        out.insert(format!("metadata.{k}"), Item::Metadata(Box::new(v)));
     }
     if let Some(s) = rules.response.and_then(|r| r.success) {
         for (k, v) in s.filters {
@@ -317,7 +323,7 @@ fn build(
                 .or_else(|| opts.jwks_urls.get(&issuer).cloned())
                 .or_else(|| issuer.contains("/realms/").then(|| format!("{}/protocol/openid-connect/certs", issuer.trim_end_matches('/'))))
                 .ok_or_else(|| err(format!("{f}.jwt.issuerUrl"), "the plugin does not do OIDC discovery: set `jwksUrl`, or pass --jwks-url ISSUER=URL"))?;
-            let up = parse_url(&jwks).map_err(|m| err(format!("{f}.jwt.jwksUrl"), &m))?;
+            let up = parse_url(&jwks, "jwks").map_err(|m| err(format!("{f}.jwt.jwksUrl"), &m))?;
             // A plain claim path maps directly; anything else is an identity property the
             // plugin evaluates per request (it replaces the user id / groups).
             let mut claims = Map::new();
@@ -506,7 +512,30 @@ fn build(
             authorization.insert("rules".into(), json!([Value::Object(rule)]));
         }
     }
+    // Metadata evaluators, in `priority` then name order.
+    let mut metadata = Vec::new();
+    for (k, e) in eff {
+        let Item::Metadata(rule) = &e.value else {
+            continue;
+        };
+        let name = k.trim_start_matches("metadata.");
+        let ns = find_policy(bundle, &e.origin.policy)
+            .map(|p| p.meta.ns().to_string())
+            .unwrap_or_default();
+        let t =
+            crate::metadata::translate(bundle, &e.origin.policy, &ns, &e.origin.field, name, rule)?;
+        if !upstreams.contains(&t.upstream) {
+            upstreams.push(t.upstream.clone());
+        }
+        metadata.push(t);
+    }
+    metadata.sort_by(|a, b| (a.priority, &a.config.name).cmp(&(b.priority, &b.config.name)));
     let mut config = json!({"methods": methods});
+    if !metadata.is_empty() {
+        config["metadata"] =
+            serde_json::to_value(metadata.into_iter().map(|t| t.config).collect::<Vec<_>>())
+                .map_err(|e| Error::new("AuthPolicy", "spec.rules.metadata", e.to_string()))?;
+    }
     // Properties the plugin evaluates per request: all of them when a method's identity is
     // only known then (JWT claims, a TokenReview, anonymous), else those reading
     // `auth.metadata` or the request (API keys' Secret properties were resolved above).
@@ -588,7 +617,7 @@ fn secret_key(s: &Object) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| Error::new(s.id(), "data.api_key", "not UTF-8"))
 }
 
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let (mut acc, mut bits) = (0u32, 0u32);
     for c in s.bytes().filter(|c| !c.is_ascii_whitespace()) {
@@ -611,8 +640,11 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `scheme://host[:port]/path` → cluster and path.
-fn parse_url(url: &str) -> std::result::Result<(Upstream, String), String> {
+/// `scheme://host[:port]/path` → cluster (`<prefix>-<host>`) and path.
+pub(crate) fn parse_url(
+    url: &str,
+    prefix: &str,
+) -> std::result::Result<(Upstream, String), String> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
@@ -633,7 +665,7 @@ fn parse_url(url: &str) -> std::result::Result<(Upstream, String), String> {
         None => (authority.to_string(), if tls { 443 } else { 80 }),
     };
     let name = format!(
-        "jwks-{}",
+        "{prefix}-{}",
         host.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")
     );
     Ok((
@@ -655,7 +687,7 @@ mod tests {
     fn decodes_base64_and_urls() {
         assert_eq!(base64_decode("aW5mZXJnYXRl").unwrap(), b"infergate");
         assert_eq!(base64_decode("YQ==").unwrap(), b"a");
-        let (u, p) = parse_url("http://keycloak.keycloak.svc.cluster.local:8080/realms/kuadrant/protocol/openid-connect/certs").unwrap();
+        let (u, p) = parse_url("http://keycloak.keycloak.svc.cluster.local:8080/realms/kuadrant/protocol/openid-connect/certs", "jwks").unwrap();
         assert_eq!(u.port, 8080);
         assert_eq!(p, "/realms/kuadrant/protocol/openid-connect/certs");
         assert_eq!(u.name, "jwks-keycloak-keycloak-svc-cluster-local");

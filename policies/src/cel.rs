@@ -98,7 +98,7 @@ const MAX_SOURCE: usize = 4096;
 
 /// Parses CEL with cel-rust's parser. Its macro expanders assert on malformed calls
 /// (`x.exists(g)`), so a panic is caught and reported as a parse error.
-fn parse(src: &str) -> Result<IdedExpr, String> {
+pub(crate) fn parse_expr(src: &str) -> Result<IdedExpr, String> {
     if src.len() > MAX_SOURCE {
         return Err(format!("CEL expressions are at most {MAX_SOURCE} bytes"));
     }
@@ -116,7 +116,7 @@ fn parse(src: &str) -> Result<IdedExpr, String> {
 
 /// Compiles a `when` predicate into predicates that must all hold.
 pub fn compile_predicate(src: &str) -> Result<Vec<Predicate>, String> {
-    let expr = parse(src)?;
+    let expr = parse_expr(src)?;
     let p = Compiler::default().bool_expr(&expr)?;
     Ok(match p {
         Pred::Const(true) => Vec::new(),
@@ -131,7 +131,7 @@ pub fn compile_predicate(src: &str) -> Result<Vec<Predicate>, String> {
 /// Compiles a counter expression: it must be an attribute (`auth.identity.<property>`,
 /// `request.headers['x']`, …).
 pub fn compile_counter(src: &str) -> Result<String, String> {
-    let expr = parse(src)?;
+    let expr = parse_expr(src)?;
     match Compiler::default().value(&expr)? {
         Value::Attr {
             name,
@@ -147,6 +147,12 @@ pub fn compile_counter(src: &str) -> Result<String, String> {
 /// Compiles a value expression (an AuthPolicy property `expression`): an attribute path.
 pub fn compile_attribute(src: &str) -> Result<String, String> {
     compile_counter(src)
+}
+
+/// The attribute path an expression names (`auth.identity.user.groups`,
+/// `auth.metadata.t['tier']`), or `None` when it is not a plain path.
+pub(crate) fn attribute_path(e: &IdedExpr) -> Option<String> {
+    Compiler::default().raw_path(e)
 }
 
 // Short-lived values during compilation; boxing would only add noise.

@@ -75,7 +75,7 @@ fn segments(src: &str) -> Option<Vec<String>> {
 }
 
 /// A CEL attribute path as the Authorino selector reading the same value.
-fn expression_selector(expr: &str) -> Result<String, String> {
+pub(crate) fn attribute_selector(expr: &str) -> Result<String, String> {
     let segs = segments(expr).ok_or_else(|| {
         format!("`{expr}`: an identity property expression must name an attribute (`auth.identity.sub`, `auth.metadata.tier.tier`, `request.headers['x']`); computed values are not supported")
     })?;
@@ -123,7 +123,7 @@ pub fn normalize(name: &str, v: &ValueOrSelector) -> Result<Property, String> {
     }
     let sel = match (&v.selector, &v.expression) {
         (Some(s), _) => s.trim().to_string(),
-        (_, Some(e)) => expression_selector(e.trim())?,
+        (_, Some(e)) => attribute_selector(e.trim())?,
         _ => return Err("set `value`, `selector` or `expression`".into()),
     };
     Selector::parse(&sel)?;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod identity_props;
 pub mod images;
 pub mod manifests;
+pub mod metadata;
 pub mod oci;
 pub mod options;
 pub mod platform;

@@ -118,6 +118,9 @@ pub struct AuthRules {
     /// Authorization checks, by name.
     #[serde(default)]
     pub authorization: BTreeMap<String, AuthorizationRule>,
+    /// External metadata, by name (`auth.metadata.<name>`).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, crate::metadata::MetadataRule>,
     /// Response shaping (only the identity filter is supported).
     #[serde(default)]
     pub response: Option<ResponseRules>,

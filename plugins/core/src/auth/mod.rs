@@ -59,6 +59,7 @@ pub mod identity;
 pub mod jwt;
 pub mod jwt_cache;
 pub mod kube;
+pub mod metadata;
 pub mod methods;
 pub mod rules;
 pub mod selector;
