@@ -1,113 +1,26 @@
-//! Global mode: limits counted by an Envoy RLS v3 service (e.g. Limitador) shared by several
-//! gateway replicas. The filter sends `ShouldRateLimit` with `hits_addend` (as Kuadrant's shim
-//! calls Limitador); token usage above the up-front estimate is added afterwards from the root
-//! context's timer (the service cannot refund, so an estimate above the real usage stays
-//! charged: global token budgets err on the safe side).
+//! Global mode: sending `ShouldRateLimit` calls to the rate limit service (Envoy RLS v3, e.g.
+//! Limitador). What the answers mean is decided in [`infergate_core::ratelimit::verdict`].
 
-use infergate_core::ratelimit::config::{Counts, GlobalConfig};
-use infergate_core::ratelimit::decision::RateStatus;
-use infergate_core::ratelimit::rls::{self, Code, Descriptor};
+use infergate_core::ratelimit::rls::{METHOD, SERVICE};
 use proxy_wasm::traits::Context;
 use proxy_wasm::types::Status;
 use std::time::Duration;
 
-/// gRPC service and method of the rate limit service.
-const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
-/// The method.
-const METHOD: &str = "ShouldRateLimit";
-
-/// Sends one `ShouldRateLimit` call for `descriptors` with `hits`, through the context's own
+/// Sends one encoded `RateLimitRequest` to `cluster` through the context's own
 /// `dispatch_grpc_call` (the SDK routes the answer back only to the context that called);
 /// the call's token, or why it could not be sent.
 pub fn dispatch<C: Context + ?Sized>(
     ctx: &C,
-    g: &GlobalConfig,
-    descriptors: &[Descriptor],
-    hits: u64,
+    cluster: &str,
+    message: &[u8],
+    timeout_ms: u64,
 ) -> Result<u32, Status> {
-    let message = rls::encode_request(
-        &g.domain,
-        descriptors,
-        u32::try_from(hits).unwrap_or(u32::MAX),
-    );
     ctx.dispatch_grpc_call(
-        &g.cluster,
+        cluster,
         SERVICE,
         METHOD,
         Vec::new(),
-        Some(&message),
-        Duration::from_millis(g.timeout_ms),
+        Some(message),
+        Duration::from_millis(timeout_ms),
     )
-}
-
-/// What a `ShouldRateLimit` answer means for the request.
-pub enum Verdict {
-    /// Within every limit.
-    Ok(Vec<RateStatus>),
-    /// Over a limit.
-    OverLimit {
-        /// Name of a limit that was hit.
-        name: String,
-        /// Seconds until it resets (at least 1).
-        retry_after_secs: u64,
-        /// Status per descriptor.
-        status: Vec<RateStatus>,
-    },
-    /// The service failed or answered garbage.
-    Failed,
-}
-
-/// Interprets a response for the `descriptors` that were sent.
-pub fn verdict(
-    grpc_status: u32,
-    body: Option<Vec<u8>>,
-    descriptors: &[Descriptor],
-    counts: Counts,
-) -> Verdict {
-    if grpc_status != 0 {
-        return Verdict::Failed;
-    }
-    let Ok(resp) = rls::decode_response(&body.unwrap_or_default()) else {
-        return Verdict::Failed;
-    };
-    let status: Vec<RateStatus> = resp
-        .statuses
-        .iter()
-        .zip(descriptors)
-        .filter_map(|(s, d)| {
-            let name = d.first().map(|(_, v)| v.clone())?;
-            let window_ms = s.unit_secs? * 1000;
-            Some(RateStatus {
-                name,
-                counts,
-                limit: u64::from(s.limit?),
-                remaining: u64::from(s.remaining),
-                window_ms,
-                reset_ms: s.reset_secs.map_or(window_ms, |r| r * 1000),
-            })
-        })
-        .collect();
-    match resp.overall {
-        Code::Ok => Verdict::Ok(status),
-        Code::OverLimit => {
-            let hit = resp
-                .statuses
-                .iter()
-                .zip(descriptors)
-                .find(|(s, _)| s.code == Some(Code::OverLimit));
-            let name = hit
-                .and_then(|(_, d)| d.first().map(|(_, v)| v.clone()))
-                .unwrap_or_default();
-            let retry_after_secs = hit
-                .and_then(|(s, _)| s.reset_secs.or(s.unit_secs))
-                .unwrap_or(1)
-                .max(1);
-            Verdict::OverLimit {
-                name,
-                retry_after_secs,
-                status,
-            }
-        }
-        Code::Unknown => Verdict::Failed,
-    }
 }

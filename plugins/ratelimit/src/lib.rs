@@ -8,15 +8,14 @@
 //! which the plugin asks for (`stream_options.include_usage`) when the client did not and then
 //! removes from what the client receives.
 
-mod attrs;
 mod filter;
 mod global;
-mod response;
+mod host;
 mod store;
 mod usage_stats;
 
-use infergate_core::ratelimit::decision::Limiter;
-use infergate_core::ratelimit::rls::Descriptor;
+use infergate_core::ratelimit::flow::Policy;
+use infergate_core::ratelimit::rls::{self, Descriptor};
 use infergate_core::ratelimit::RateLimitConfig;
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -46,9 +45,8 @@ pub(crate) struct Metrics {
 
 /// What every request context of this VM shares.
 pub(crate) struct Shared {
-    pub config: RateLimitConfig,
-    pub limiter: Limiter,
-    pub needs_body: bool,
+    /// The compiled configuration.
+    pub policy: Policy,
     pub metrics: Metrics,
     /// Per-user and per-model usage counters, when configured.
     pub usage: Option<usage_stats::UsageStats>,
@@ -84,13 +82,6 @@ impl RootContext for RateLimitRoot {
         else {
             return false;
         };
-        let limiter = Limiter::new(config.compile());
-        let needs_body = config.counts_tokens()
-            || config.usage_stats.is_some()
-            || limiter.limits().iter().any(|l| {
-                l.counters
-                    .contains(&infergate_core::attributes::Attribute::Model)
-            });
         let metrics = Metrics {
             allowed: glue::counter("infergate.ratelimit.allowed"),
             limited: glue::counter("infergate.ratelimit.limited"),
@@ -104,9 +95,7 @@ impl RootContext for RateLimitRoot {
         }
         let usage = config.usage_stats.clone().map(usage_stats::UsageStats::new);
         self.shared = Some(Rc::new(Shared {
-            config,
-            limiter,
-            needs_body,
+            policy: Policy::new(config),
             metrics,
             settlements: RefCell::new(VecDeque::new()),
             usage,
@@ -118,14 +107,16 @@ impl RootContext for RateLimitRoot {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let Some(g) = &shared.config.global else {
+        let Some(g) = &shared.policy.config.global else {
             return;
         };
         for _ in 0..64 {
             let Some((descriptors, hits)) = shared.settlements.borrow_mut().pop_front() else {
                 break;
             };
-            let _ = global::dispatch(self, g, &descriptors, hits);
+            let hits = u32::try_from(hits).unwrap_or(u32::MAX);
+            let message = rls::encode_request(&g.domain, &descriptors, hits);
+            let _ = global::dispatch(self, &g.cluster, &message, g.timeout_ms);
         }
     }
 

@@ -9,6 +9,12 @@
 //! current_limit = 2; uint32 limit_remaining = 3; Duration duration_until_reset = 4; }`,
 //! `RateLimit { uint32 requests_per_unit = 1; Unit unit = 2; string name = 3; }`.
 
+/// gRPC service of the rate limit service.
+pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
+
+/// The method called.
+pub const METHOD: &str = "ShouldRateLimit";
+
 /// One descriptor: ordered `(key, value)` entries.
 pub type Descriptor = Vec<(String, String)>;
 

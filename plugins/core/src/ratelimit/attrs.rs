@@ -4,10 +4,9 @@
 //! object with every property, bounded in size, which clients cannot set); without it, from the
 //! identity headers the auth plugin sets (client copies are stripped there).
 
-use infergate_core::attributes::{Attribute, AttributeSource};
-use infergate_core::auth::identity::{self, IdentityObject, IDENTITY_PROPERTY};
-use infergate_core::ratelimit::config::RateLimitConfig;
-use proxy_wasm::traits::HttpContext;
+use super::config::RateLimitConfig;
+use crate::attributes::{Attribute, AttributeSource};
+use crate::auth::identity::{self, IdentityObject};
 
 /// What limits can key on for one request.
 pub struct RequestAttributes {
@@ -26,20 +25,30 @@ pub struct RequestAttributes {
 }
 
 impl RequestAttributes {
-    /// Reads the request's headers, the identity's filter state and the client address.
-    pub fn from_host(ctx: &dyn HttpContext, config: &RateLimitConfig) -> Self {
+    /// The attributes of a request with these `headers`, the auth plugin's encoded identity
+    /// object (filter state `infergate.identity`, when present) and the client's `ip:port`.
+    pub fn new(
+        headers: Vec<(String, String)>,
+        identity: Option<&[u8]>,
+        source: Option<String>,
+        config: &RateLimitConfig,
+    ) -> Self {
         Self {
-            headers: ctx.get_http_request_headers(),
+            headers,
             user_header: config.identity_headers.userid.to_ascii_lowercase(),
             groups_header: config.identity_headers.groups.to_ascii_lowercase(),
             model: None,
-            identity: ctx
-                .get_property(vec![IDENTITY_PROPERTY])
-                .and_then(|b| identity::decode(&b)),
-            source: ctx
-                .get_property(vec!["source", "address"])
-                .and_then(|b| String::from_utf8(b).ok()),
+            identity: identity.and_then(identity::decode),
+            source,
         }
+    }
+
+    /// The first value of the identity (user id) header.
+    pub fn user_header_value(&self) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&self.user_header))
+            .map(|(_, v)| v.clone())
     }
 
     fn header(&self, name: &str) -> Vec<String> {
@@ -87,7 +96,7 @@ impl AttributeSource for RequestAttributes {
             Attribute::Host => self
                 .header(":authority")
                 .into_iter()
-                .map(|h| infergate_core::headers::strip_port(&h).to_string())
+                .map(|h| crate::headers::strip_port(&h).to_string())
                 .collect(),
             Attribute::Header(h) => self.header(h),
             Attribute::Model => self.model.iter().cloned().collect(),
@@ -95,7 +104,7 @@ impl AttributeSource for RequestAttributes {
             Attribute::SourceIp => self
                 .source
                 .iter()
-                .filter_map(|s| infergate_core::auth::cidr::ip_of(s))
+                .filter_map(|s| crate::auth::cidr::ip_of(s))
                 .map(|ip| ip.to_string())
                 .collect(),
         }

@@ -2,8 +2,8 @@
 //! final usage chunk (removed from what the client receives when the gateway asked for it), or,
 //! for a stream cut off before its usage, what was streamed.
 
-use infergate_core::openai::{parse_response_usage, SseConfig, SseEvent, SseParser};
-use infergate_core::ratelimit::decision::Usage;
+use super::decision::Usage;
+use crate::openai::{parse_response_usage, SseConfig, SseEvent, SseParser};
 
 /// Largest non-streaming response body kept to read its usage.
 const MAX_JSON_RESPONSE: usize = 16 * 1024 * 1024;
