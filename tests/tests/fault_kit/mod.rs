@@ -4,6 +4,8 @@
 //! that can be killed with SIGKILL.
 #![allow(dead_code)]
 
+pub mod http_stub;
+
 use infergate_e2e::child::ChildProcess;
 use infergate_e2e::paths::workspace_binary;
 use std::net::SocketAddr;
