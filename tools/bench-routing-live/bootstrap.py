@@ -1,7 +1,9 @@
 import json,sys
+# bootstrap.py WASM HOST_SHIM_PORT LISTEN_PORT ENDPOINTS [ADMIN_PORT]
 wasm, shim_port, listen = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+admin = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 cfg = json.dumps({"endpoints": sys.argv[4].split(","), "hostShim": {"cluster": "host-shim"}, "allowOnHeadersStopIteration": True})
-b = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+b = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
  "static_resources": {"listeners": [{"name": "http", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
    "per_connection_buffer_limit_bytes": 33554432,
    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {

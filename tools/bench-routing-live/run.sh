@@ -1,9 +1,20 @@
 #!/bin/bash
 # Live routing benchmark (make bench-routing-live): 4 vllm-sim pods (llama-8b-h200,
-# --num-gpu-blocks 5000, time scale 1), host-shim, and Envoy with the affinity plugin; the
-# shared-prefix workload of bench-routing (seed 1) sent through the gateway once per scheduler
-# variant, back to back in the same run, pods and host-shim restarted between variants.
-# Writes e2e/results/bench-routing-live.md. STAGES / SECS / MIN_LOAD / MAX_LOAD size the run.
+# --num-gpu-blocks 5000, time scale 1) and, one router at a time, the same seeded bench-routing
+# workloads sent through it as real streaming requests; pods restarted between routers.
+# Writes e2e/results/bench-routing-live.md (and per-request records next to the logs).
+#
+# Routers (ROUTERS, space separated):
+#   infergate[:VARIANT]      Envoy + affinity plugin + host-shim; VARIANT names a host-shim
+#                            EndpointPickerConfig in this folder (VARIANT.yaml), else the default
+#   infergate-xN[:VARIANT]   N Envoy + host-shim replicas (host-shim --peers between them)
+#                            behind the client's round-robin
+#   smg                      SMG's router, --policy cache_aware, default thresholds (needs
+#                            SMG_BIN=path to the `smg` binary; tools/setup.sh --smg builds it)
+# Default: "smg infergate" with SMG_BIN, else "infergate".
+# WORKLOADS (comma separated bench-routing workloads, default shared-prefix), STAGES / SECS /
+# MIN_LOAD / MAX_LOAD size the run (default: the issue's 6 stages of 30 s from 0.05 to 0.35).
+# HOST_SHIM_LOG=host_shim::pick=debug logs every pick's candidates (host-shim*.log in the logs).
 #
 # The Envoy bootstrap is a minimal copy of e2e/src/envoy/bootstrap.rs (affinity filter, the
 # ORIGINAL_DST model cluster and the HTTP/2 host-shim cluster, with the shipped circuit
@@ -16,64 +27,158 @@ ENVOY=${ENVOY:-$ROOT/.venv/bin/envoy}
 HERE=$ROOT/tools/bench-routing-live
 WORK=$(mktemp -d /tmp/bench-routing-live.XXXXXX)
 OUT=${OUT:-$ROOT/e2e/results/bench-routing-live.md}
-STAGES=${STAGES:-3}; SECS=${SECS:-20}; MIN_LOAD=${MIN_LOAD:-0.05}; MAX_LOAD=${MAX_LOAD:-0.35}
-VARIANTS=${VARIANTS:-"report-only pick-time pick-time-fewest-in-flight"}
+STAGES=${STAGES:-6}; SECS=${SECS:-30}; MIN_LOAD=${MIN_LOAD:-0.05}; MAX_LOAD=${MAX_LOAD:-0.35}
+WORKLOADS=${WORKLOADS:-shared-prefix}
+SMG_BIN=${SMG_BIN:-}
+if [ -n "$SMG_BIN" ]; then ROUTERS=${ROUTERS:-"smg infergate"}; else ROUTERS=${ROUTERS:-infergate}; fi
+MODEL=meta-llama/Llama-3.1-8B-Instruct
+LISTEN=18080
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 trap cleanup EXIT
 
-run_variant() {
-  local name=$1 eps="" port
+wait_http() { # url
+  for _ in $(seq 240); do curl -s -o /dev/null "$1" && return 0; sleep 0.5; done
+  echo "timed out waiting for $1" >&2; return 1
+}
+
+start_pods() { # tag; sets EPS
+  EPS=""
   for i in 0 1 2 3; do
-    port=$((18100 + i))
-    "$B/vllm-sim" --port $port --profile llama-8b-h200 --model meta-llama/Llama-3.1-8B-Instruct \
-      --num-gpu-blocks 5000 --name pod$i >"$WORK/pod$i-$name.log" 2>&1 &
+    local port=$((18100 + i))
+    "$B/vllm-sim" --port $port --profile llama-8b-h200 --model $MODEL \
+      --num-gpu-blocks 5000 --name pod$i >"$WORK/pod$i-$1.log" 2>&1 &
     pids+=($!)
-    eps="$eps${eps:+,}127.0.0.1:$port"
+    EPS="$EPS${EPS:+,}127.0.0.1:$port"
   done
-  sleep 1
-  "$B/host-shim" --endpoints "$eps" --config-file "$HERE/$name.yaml" \
-    --http-addr 127.0.0.1:18090 --grpc-addr 127.0.0.1:18091 >"$WORK/host-shim-$name.log" 2>&1 &
+  for i in 0 1 2 3; do wait_http "http://127.0.0.1:$((18100 + i))/health"; done
+}
+
+start_infergate() { # tag replicas variant; sets URLS
+  local tag=$1 n=$2 variant=$3 cfg=() i
+  [ -n "$variant" ] && cfg=(--config-file "$HERE/$variant.yaml")
+  URLS=""
+  for ((i = 0; i < n; i++)); do
+    local peers="" j
+    for ((j = 0; j < n; j++)); do
+      [ $j -ne $i ] && peers="$peers${peers:+,}127.0.0.1:$((18190 + j))"
+    done
+    RUST_LOG=${HOST_SHIM_LOG:-info} "$B/host-shim" --endpoints "$EPS" "${cfg[@]}" ${peers:+--peers "$peers"} \
+      --http-addr 127.0.0.1:$((18190 + i)) --grpc-addr 127.0.0.1:$((18290 + i)) \
+      >"$WORK/host-shim$i-$tag.log" 2>&1 &
+    pids+=($!)
+    python3 "$HERE/bootstrap.py" "$WASM" $((18190 + i)) $((LISTEN + i)) "$EPS" $((18380 + i)) \
+      >"$WORK/envoy$i.json"
+    "$ENVOY" -c "$WORK/envoy$i.json" --concurrency 1 --use-dynamic-base-id --log-level warn \
+      >"$WORK/envoy$i-$tag.log" 2>&1 &
+    pids+=($!)
+    URLS="$URLS${URLS:+,}http://127.0.0.1:$((LISTEN + i))"
+  done
+  for ((i = 0; i < n; i++)); do wait_http "http://127.0.0.1:$((LISTEN + i))/v1/models"; done
+}
+
+start_smg() { # tag; sets URLS
+  local urls=() e
+  for e in ${EPS//,/ }; do urls+=("http://$e"); done
+  "$SMG_BIN" --host 127.0.0.1 --port $LISTEN --worker-urls "${urls[@]}" --policy cache_aware \
+    --prometheus-port 18399 --log-level warn >"$WORK/smg-$1.log" 2>&1 &
   pids+=($!)
-  python3 "$HERE/bootstrap.py" "$WASM" 18090 18080 "$eps" >"$WORK/envoy.json"
-  "$ENVOY" -c "$WORK/envoy.json" --concurrency 1 --use-dynamic-base-id --log-level warn \
-    >"$WORK/envoy-$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 120); do curl -s -o /dev/null http://127.0.0.1:18080/v1/models && break; sleep 0.5; done
+  URLS="http://127.0.0.1:$LISTEN"
+  wait_http "$URLS/v1/models"
+}
+
+# Counters after a run: the affinity plugin's picks and fallbacks, Envoy's own overflows.
+gateway_stats() { # replicas
+  local i
+  for ((i = 0; i < $1; i++)); do
+    curl -s "http://127.0.0.1:$((18380 + i))/stats" |
+      grep -E 'infergate\.affinity\.(picks|host_shim_picks|fallbacks)|pending_overflow|upstream_rq_503' |
+      sed "s/^/envoy$i /" || true
+  done
+}
+
+run_router() { # workload router
+  local w=$1 r=$2 name=${2%%:*} variant="" n=1 tag
+  [[ $r == *:* ]] && variant=${r#*:}
+  tag=$(echo "$w-$r" | tr ':' '_')
+  start_pods "$tag"
+  case $name in
+    smg) start_smg "$tag" ;;
+    infergate) start_infergate "$tag" 1 "$variant" ;;
+    infergate-x*) n=${name#infergate-x}; start_infergate "$tag" "$n" "$variant" ;;
+    *) echo "unknown router $r" >&2; exit 2 ;;
+  esac
   sleep 2
-  "$B/bench-routing" --live-url http://127.0.0.1:18080 --workloads shared-prefix --seed 1 \
+  echo "== $w through $r ($URLS)"
+  "$B/bench-routing" --live-url "$URLS" --workloads "$w" --seed 1 \
     --stages "$STAGES" --stage-seconds "$SECS" --min-load "$MIN_LOAD" --max-load "$MAX_LOAD" \
-    --kv-blocks 5000 --model meta-llama/Llama-3.1-8B-Instruct --out "$WORK/$name" >"$WORK/$name.txt" 2>&1
+    --kv-blocks 5000 --model $MODEL --out "$WORK/$tag" --records "$WORK/$tag" \
+    >"$WORK/$tag.txt" 2>&1
+  [ "$name" != smg ] && gateway_stats "$n" >"$WORK/$tag/gateway-stats.txt"
   cleanup
 }
 
-for v in $VARIANTS; do echo "variant $v"; run_variant "$v"; done
+for w in ${WORKLOADS//,/ }; do
+  for r in $ROUTERS; do run_router "$w" "$r"; done
+  # The offline simulation of the same workload, for the live-vs-offline comparison.
+  "$B/bench-routing" --workloads "$w" --seed 1 --stages "$STAGES" --stage-seconds "$SECS" \
+    --min-load "$MIN_LOAD" --max-load "$MAX_LOAD" --kv-blocks 5000 --routers host-shim,least-queue \
+    --out "$WORK/offline-$w" --records "$WORK/offline-$w" >/dev/null
+done
+
 {
-  echo "# Live routing benchmark (shared-prefix, through Envoy + affinity + host-shim)"
+  echo "# Live routing benchmark (through each router to the same 4 vllm-sim pods)"
   echo
-  echo "4 × vllm-sim \`llama-8b-h200\`, 5000 KV blocks each, time scale 1; bench-routing shared-prefix, seed 1,"
-  echo "$STAGES stages of $SECS s from $MIN_LOAD to $MAX_LOAD of ideal load. Variants run back to back in this"
-  echo "run (pods and host-shim restarted between them) on a shared 2-core machine: expect noise."
-  echo "Command: \`make bench-routing-live\` ($(date -u +%Y-%m-%d))."
-  echo
-  echo "| host-shim variant | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | prefix hit | max/mean reqs | failed |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
-  for v in $VARIANTS; do
-    row=$(grep -m1 '^| live ' "$WORK/$v/bench-routing-live.md" || true)
-    failed=$(grep -o '[0-9]* failed' "$WORK/$v/bench-routing-live.md" | head -1)
-    echo "$row" | awk -F'|' -v n="$v" -v f="${failed% failed}" '{printf "| %s |%s|%s|%s|%s|%s| %s |\n", n, $3, $4, $5, $11, $12, f}'
+  echo "4 × vllm-sim \`llama-8b-h200\`, 5000 KV blocks each, time scale 1; bench-routing seed 1,"
+  echo "$STAGES stages of $SECS s from $MIN_LOAD to $MAX_LOAD of ideal load. Routers run back to back in this"
+  echo "run (pods restarted between them) on a shared 2-core machine: expect noise."
+  echo "Command: \`ROUTERS=\"$ROUTERS\" WORKLOADS=$WORKLOADS STAGES=$STAGES SECS=$SECS make bench-routing-live\` ($(date -u +%Y-%m-%d))."
+  for w in ${WORKLOADS//,/ }; do
+    echo
+    echo "## $w"
+    echo
+    echo "| router | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | prefix hit | max/mean reqs | failed |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for r in $ROUTERS; do
+      tag=$(echo "$w-$r" | tr ':' '_')
+      row=$(grep -m1 '^| live ' "$WORK/$tag/bench-routing-live.md" || true)
+      failed=$(grep -o '[0-9]* failed' "$WORK/$tag/bench-routing-live.md" | head -1)
+      echo "$row" | awk -F'|' -v n="$r" -v f="${failed% failed}" '{printf "| %s |%s|%s|%s|%s|%s| %s |\n", n, $3, $4, $5, $11, $12, f}'
+    done
+    grep '^| host-shim \|^| least-queue ' "$WORK/offline-$w/bench-routing.md" | head -2 |
+      awk -F'|' '{printf "| offline sim: %s|%s|%s|%s|%s|%s| 0 |\n", $2, $3, $4, $5, $11, $12}'
+    echo
+    echo "TTFT p90 (ms) by offered load:"
+    echo
+    first=$(echo "$ROUTERS" | cut -d' ' -f1 | tr ':' '_')
+    grep -A3 'by offered load' "$WORK/$w-$first/bench-routing-live.md" | sed -n 3,4p | sed 's/^| router/| router/'
+    for r in $ROUTERS; do
+      tag=$(echo "$w-$r" | tr ':' '_')
+      grep -A4 'by offered load' "$WORK/$tag/bench-routing-live.md" | grep '^| live ' | sed "s/^| live [^|]*/| $r /"
+    done
+    echo
+    echo "Where prefix tokens were lost (\`tools/bench-routing-live/analyze.py\`; cold = first request"
+    echo "of its group, spread = its group went elsewhere before, follow = to a backend that had the"
+    echo "group, racing = less than 0.25 s after that backend's previous request of the group):"
+    echo
+    files=()
+    for r in $ROUTERS; do tag=$(echo "$w-$r" | tr ':' '_'); files+=("$WORK/$tag/records-live-$w.tsv"); done
+    files+=("$WORK/offline-$w/records-$w-host-shim.tsv")
+    python3 "$HERE/analyze.py" "${files[@]}" | sed -e "s|records-live-$w.tsv|live|" -e "s|records-$w-host-shim.tsv|offline host-shim|"
   done
-  echo
-  echo "TTFT p90 (ms) by offered load:"
-  echo
-  for v in $VARIANTS; do
-    grep -A2 'by offered load' "$WORK/$v/bench-routing-live.md" | sed -n 3p | sed "s/^| router/| variant/" >/dev/null
-  done
-  head=$(grep -A3 'by offered load' "$WORK/$(echo $VARIANTS | cut -d' ' -f1)/bench-routing-live.md" | sed -n 3,4p)
-  echo "$head" | sed 's/^| router/| variant/'
-  for v in $VARIANTS; do
-    grep -A4 'by offered load' "$WORK/$v/bench-routing-live.md" | grep '^| live ' | sed "s/^| live [^|]*/| $v /"
-  done
-} >"$OUT"
+} >"$OUT.tmp"
+# Name the analysis rows after their router (analyze.py prints them in argument order).
+python3 - "$OUT.tmp" "$ROUTERS" <<'EOF'
+import sys
+path, routers = sys.argv[1], sys.argv[2].split()
+out, k = [], 0
+for line in open(path):
+    if line.startswith("| live |"):
+        line = line.replace("| live |", f"| {routers[k % len(routers)]} |", 1); k += 1
+    out.append(line)
+open(path, "w").write("".join(out))
+EOF
+mv "$OUT.tmp" "$OUT"
+for f in "$WORK"/*/gateway-stats.txt; do [ -s "$f" ] && { echo "$f:"; cat "$f"; }; done
 cat "$OUT"
 echo "logs in $WORK"

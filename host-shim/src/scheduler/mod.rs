@@ -406,6 +406,9 @@ impl Scheduler {
             .collect();
 
         let c = &candidates[chosen];
+        if tracing::enabled!(target: "host_shim::pick", tracing::Level::DEBUG) {
+            trace_pick(req, &candidates, &totals, chosen);
+        }
         c.slot.record_dispatch(req.prompt_tokens);
         c.slot.record_in_flight(
             &req.block_hashes,
@@ -431,6 +434,36 @@ impl Scheduler {
                 .collect(),
         })
     }
+}
+
+/// Logs one pick at debug level: the request's first block and length, and per candidate its
+/// queue as the scorers saw it, KV usage, in-flight count, matched blocks, saturation and total
+/// score, the chosen one marked `*` (for measuring why a prefix group spread).
+fn trace_pick(req: &PickRequest, candidates: &[Candidate<'_>], totals: &[f64], chosen: usize) {
+    use std::fmt::Write as _;
+    let mut line = String::new();
+    for (i, (c, t)) in candidates.iter().zip(totals).enumerate() {
+        let _ = write!(
+            line,
+            "{}{} w={}+{} r={} kv={:.2} f={} m={} s={} t={:.2}; ",
+            if i == chosen { "*" } else { "" },
+            c.state.endpoint,
+            c.metrics.waiting,
+            c.dispatched.requests,
+            c.metrics.running,
+            c.effective_kv_usage(),
+            c.in_flight,
+            c.prefix_blocks,
+            u8::from(c.saturated),
+            t
+        );
+    }
+    tracing::debug!(
+        target: "host_shim::pick",
+        first = format_args!("{:016x}", req.block_hashes.first().copied().unwrap_or(0)),
+        blocks = req.block_hashes.len(),
+        "{line}"
+    );
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use crate::bench::live::{run_closed_loop, run_live, LiveConfig};
 use crate::bench::router::Router;
 use crate::bench::workload::WorkloadKind;
 use crate::bench::{
-    cluster::ClusterConfig, describe, plot, report, routers, run_with, workload_for, BenchConfig,
+    cluster::ClusterConfig, describe, plot, records, report, routers, run_observed, workload_for,
+    BenchConfig,
 };
 use crate::engine::EngineConfig;
 use anyhow::{anyhow, Context, Result};
@@ -63,9 +64,14 @@ pub struct Args {
     /// --stages/--min-load/--max-load.
     #[arg(long, value_delimiter = ',')]
     rates: Option<Vec<f64>>,
+    /// Folder for per-request records (`records-<workload>-<router>.tsv`, live:
+    /// `records-live-<workload>.tsv`), for analysing where prefix hits are lost.
+    #[arg(long)]
+    records: Option<PathBuf>,
     /// Live mode: send the workloads as real streaming requests to this base URL instead of
-    /// simulating (e.g. http://127.0.0.1:8000). --engines/--profile/--kv-blocks then only size
-    /// the workload.
+    /// simulating (e.g. http://127.0.0.1:8000); several comma-separated URLs take requests in
+    /// turn (client-side round-robin). --engines/--profile/--kv-blocks then only size the
+    /// workload.
     #[arg(long)]
     live_url: Option<String>,
     /// Live mode: the pods' --time-scale (arrivals are compressed and latencies expanded by it).
@@ -117,7 +123,18 @@ pub fn main_with(extra: Vec<ExtraRouter>) -> Result<()> {
         routers::by_name(name, seed)
             .or_else(|| extra.iter().find(|(n, _)| n == name).map(|(_, f)| f(seed)))
     };
-    let sections = run_with(&cfg, &make).map_err(|e| anyhow!(e))?;
+    let mut record_err = Ok(());
+    let mut observe = |w: &crate::bench::workload::Workload,
+                       r: &crate::bench::cluster::RunResult| {
+        if let (Some(dir), Ok(())) = (&args.records, &record_err) {
+            let path = dir.join(format!("records-{}-{}.tsv", w.kind.name(), r.router));
+            record_err = std::fs::create_dir_all(dir)
+                .and_then(|()| records::write(&path, w, r, &[]))
+                .with_context(|| format!("writing {}", path.display()));
+        }
+    };
+    let sections = run_observed(&cfg, &make, &mut observe).map_err(|e| anyhow!(e))?;
+    record_err?;
     let wall = started.elapsed().as_secs_f64();
     let simulated: usize = sections
         .iter()
@@ -197,6 +214,12 @@ fn live(args: &Args, cfg: &BenchConfig, url: &str) -> Result<()> {
             ),
             None => (rt.block_on(run_live(&live_cfg, &w))?, w.stage_rates.len()),
         };
+        if let Some(dir) = &args.records {
+            let path = dir.join(format!("records-live-{}.tsv", kind.name()));
+            std::fs::create_dir_all(dir)
+                .and_then(|()| records::write(&path, &w, &result.run, &result.backends))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         let mut summary = report::summarize(&result.run, stages);
         summary.preemptions = 0;
         let mut per_backend = vec![0usize; result.backends.len()];

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 /// Where and how to send the live workload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveConfig {
-    /// Base URL, e.g. `http://127.0.0.1:8000`.
+    /// Base URL, e.g. `http://127.0.0.1:8000`, or several separated by commas: requests then
+    /// take them in turn (a client-side round-robin over gateway replicas).
     pub url: String,
     /// Model name to put in requests.
     pub model: String,
@@ -63,9 +64,19 @@ struct Outcome {
     error: Option<String>,
 }
 
+/// The base URLs of `cfg.url` (one or more, comma-separated).
+pub fn base_urls(cfg: &LiveConfig) -> Vec<String> {
+    cfg.url
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 async fn one(
     client: &reqwest::Client,
     cfg: &LiveConfig,
+    base: &str,
     spec: &RequestSpec,
     start: Instant,
 ) -> Outcome {
@@ -82,7 +93,7 @@ async fn one(
         "stream": true,
         "stream_options": {"include_usage": true},
     });
-    let url = format!("{}/v1/chat/completions", cfg.url.trim_end_matches('/'));
+    let url = format!("{base}/v1/chat/completions");
     let resp = match client.post(url).json(&body).send().await {
         Ok(r) => r,
         Err(e) => {
@@ -169,17 +180,22 @@ fn client(cfg: &LiveConfig) -> anyhow::Result<reqwest::Client> {
 /// If the HTTP client cannot be built.
 pub async fn run_live(cfg: &LiveConfig, workload: &Workload) -> anyhow::Result<LiveResult> {
     let client = client(cfg)?;
+    let bases = base_urls(cfg);
+    if bases.is_empty() {
+        anyhow::bail!("no target URL given");
+    }
     let start = Instant::now();
     let in_flight = Arc::new(InFlight::default());
     let mut tasks = Vec::with_capacity(workload.requests.len());
-    for spec in &workload.requests {
+    for (i, spec) in workload.requests.iter().enumerate() {
         let at = start + Duration::from_secs_f64(spec.arrival / cfg.time_scale);
         let (client, cfg, spec) = (client.clone(), cfg.clone(), spec.clone());
+        let base = bases[i % bases.len()].clone();
         let in_flight = in_flight.clone();
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             in_flight.enter();
-            let o = one(&client, &cfg, &spec, start).await;
+            let o = one(&client, &cfg, &base, &spec, start).await;
             in_flight.leave();
             o
         }));
@@ -210,6 +226,10 @@ pub async fn run_closed_loop(
         anyhow::bail!("closed loop needs requests and a positive concurrency");
     }
     let client = client(cfg)?;
+    let bases = Arc::new(base_urls(cfg));
+    if bases.is_empty() {
+        anyhow::bail!("no target URL given");
+    }
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(seconds);
     let requests: Arc<Vec<RequestSpec>> = Arc::new(workload.requests.clone());
@@ -217,7 +237,7 @@ pub async fn run_closed_loop(
     let tasks: Vec<_> = (0..concurrency)
         .map(|k| {
             let (client, cfg, requests) = (client.clone(), cfg.clone(), requests.clone());
-            let in_flight = in_flight.clone();
+            let (in_flight, bases) = (in_flight.clone(), bases.clone());
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 let mut i = k;
@@ -225,7 +245,8 @@ pub async fn run_closed_loop(
                     let mut spec = requests[i % requests.len()].clone();
                     spec.stage = 0;
                     in_flight.enter();
-                    out.push(one(&client, &cfg, &spec, start).await);
+                    let base = &bases[i % bases.len()];
+                    out.push(one(&client, &cfg, base, &spec, start).await);
                     in_flight.leave();
                     i += concurrency;
                 }
@@ -313,6 +334,17 @@ mod tests {
     use super::*;
     use crate::bench::workload::Segment;
     use crate::tokenizer::tokenize;
+
+    #[test]
+    fn several_urls_are_split_and_trimmed() {
+        let cfg = LiveConfig {
+            url: "http://a:1/, http://b:2,,".into(),
+            model: "m".into(),
+            time_scale: 1.0,
+            request_timeout: Duration::from_secs(1),
+        };
+        assert_eq!(base_urls(&cfg), ["http://a:1", "http://b:2"]);
+    }
 
     #[test]
     fn prompt_text_is_one_simulator_token_per_workload_token() {

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod live;
 pub mod plot;
 pub mod png;
+pub mod records;
 pub mod report;
 pub mod router;
 pub mod routers;
@@ -121,6 +122,21 @@ pub fn run(cfg: &BenchConfig) -> Result<Vec<WorkloadReport>, String> {
 /// # Errors
 /// Unknown router names, invalid engine configuration, or requests the engines cannot admit.
 pub fn run_with(cfg: &BenchConfig, make: RouterFactory<'_>) -> Result<Vec<WorkloadReport>, String> {
+    run_observed(cfg, make, &mut |_, _| {})
+}
+
+/// Called with each workload and one router's result on it, as [`run_observed`] runs them.
+pub type ResultObserver<'a> = &'a mut dyn FnMut(&Workload, &cluster::RunResult);
+
+/// [`run_with`], also handing every router's full result to `observe` (per-request records).
+///
+/// # Errors
+/// As [`run_with`].
+pub fn run_observed(
+    cfg: &BenchConfig,
+    make: RouterFactory<'_>,
+    observe: ResultObserver<'_>,
+) -> Result<Vec<WorkloadReport>, String> {
     let mut out = Vec::new();
     for &kind in &cfg.workloads {
         let prepared = PreparedWorkload::new(
@@ -135,6 +151,7 @@ pub fn run_with(cfg: &BenchConfig, make: RouterFactory<'_>) -> Result<Vec<Worklo
                 format!("unknown router {name:?}; built in: {:?}", routers::NAMES)
             })?;
             let result = simulate(&cfg.cluster, &prepared, router.as_mut())?;
+            observe(&prepared.workload, &result);
             summaries.push(summarize(&result, stages));
         }
         let w = &prepared.workload;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 /// The host-shim scheduler as a benchmark router.
 pub struct HostShimRouter {
+    name: String,
     scheduler: Scheduler,
     hasher: BlockHasher,
     endpoints: Vec<host_shim::endpoint::Endpoint>,
@@ -25,9 +26,28 @@ pub struct HostShimRouter {
 impl HostShimRouter {
     /// A scheduler with the guide's profile, seeded for its random tie-breaks.
     pub fn new(seed: u64) -> Self {
-        let scheduler = Scheduler::new(SchedulerConfig::guide_default(), seed);
+        Self::with_config("host-shim".into(), SchedulerConfig::guide_default(), seed)
+    }
+
+    /// A scheduler running the EndpointPickerConfig in `path`, named `host-shim-<file stem>`.
+    ///
+    /// # Errors
+    /// If the file cannot be read or is not a valid EndpointPickerConfig.
+    pub fn from_file(path: &std::path::Path, seed: u64) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let cfg = SchedulerConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let stem = path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        Ok(Self::with_config(format!("host-shim-{stem}"), cfg, seed))
+    }
+
+    fn with_config(name: String, cfg: SchedulerConfig, seed: u64) -> Self {
+        let scheduler = Scheduler::new(cfg, seed);
         let hasher = scheduler.hasher();
         Self {
+            name,
             scheduler,
             hasher,
             endpoints: Vec::new(),
@@ -46,7 +66,7 @@ impl HostShimRouter {
 
 impl Router for HostShimRouter {
     fn name(&self) -> String {
-        "host-shim".into()
+        self.name.clone()
     }
 
     fn route(&mut self, req: &RouteRequest<'_>, cluster: &ClusterView<'_>) -> usize {

@@ -24,7 +24,19 @@ pub const NAMES: [&str; 5] = [
 ];
 
 /// A fresh router called `name`, seeded with `seed` where it draws random numbers.
+/// `host-shim:FILE` is host-shim's scheduler running the EndpointPickerConfig in FILE (named
+/// `host-shim-<file stem>` in reports); a file that cannot be read or parsed is reported on
+/// stderr and gives `None`.
 pub fn by_name(name: &str, seed: u64) -> Option<Box<dyn Router>> {
+    if let Some(path) = name.strip_prefix("host-shim:") {
+        return match HostShimRouter::from_file(std::path::Path::new(path), seed) {
+            Ok(r) => Some(Box::new(r)),
+            Err(e) => {
+                eprintln!("router {name}: {e}");
+                None
+            }
+        };
+    }
     Some(match name {
         "round-robin" => Box::new(RoundRobin::default()),
         "random" => Box::new(RandomPick::new(seed)),
