@@ -23,5 +23,7 @@ pub mod loadgen;
 pub mod paths;
 pub mod redis;
 pub mod rls;
+pub mod tier_service;
+pub mod token_review;
 pub mod tls;
 pub mod upstream;

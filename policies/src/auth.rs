@@ -387,14 +387,20 @@ fn build(
             }
             m.insert("anonymous".into(), am);
         }
-        if let Some(c) = &a.credentials {
+        // `credentials: {}` is Authorino's default (an `Authorization: Bearer` header).
+        let credentials = a.credentials.as_ref().filter(|c| {
+            c.authorization_header.is_some()
+                || c.custom_header.is_some()
+                || c.query_string.is_some()
+        });
+        if let Some(c) = credentials {
             let n = usize::from(c.authorization_header.is_some())
                 + usize::from(c.custom_header.is_some())
                 + usize::from(c.query_string.is_some());
             if n != 1 {
                 return Err(err(
                     format!("{f}.credentials"),
-                    "set exactly one of `authorizationHeader`, `customHeader`, `queryString`",
+                    "set one of `authorizationHeader`, `customHeader`, `queryString`",
                 ));
             }
             let v = if let Some(h) = &c.authorization_header {
