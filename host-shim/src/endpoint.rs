@@ -18,6 +18,9 @@ pub struct EngineMetrics {
     /// KV cache capacity in tokens (`num_gpu_blocks × block_size` of `vllm:cache_config_info`),
     /// when the engine reports it.
     pub kv_capacity_tokens: Option<u64>,
+    /// Prompt tokens the engine has processed since it started (`vllm:prompt_tokens_total`),
+    /// when it reports them: sizes the prefix index ([`crate::index::calibration`]).
+    pub prompt_tokens_total: Option<u64>,
 }
 
 /// One endpoint's state as an input to [`crate::scheduler::Scheduler::pick`].

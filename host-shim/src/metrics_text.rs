@@ -151,6 +151,8 @@ const KV_USAGE: &[&str] = &[
 const CACHE_CONFIG: &str = "vllm:cache_config_info";
 /// SGLang's KV capacity in tokens.
 const SGLANG_CAPACITY: &str = "sglang:max_total_num_tokens";
+/// Counters of prompt tokens processed (summed over series).
+const PROMPT_TOKENS: &[&str] = &["vllm:prompt_tokens_total", "sglang:prompt_tokens_total"];
 
 /// Extracts the scheduler's view of an engine from its `/metrics` page.
 pub fn parse_engine_metrics(text: &str) -> Result<EngineMetrics, MetricsError> {
@@ -195,6 +197,9 @@ pub fn parse_engine_metrics(text: &str) -> Result<EngineMetrics, MetricsError> {
             if let (Some(b), Some(s)) = (blocks, size) {
                 m.kv_capacity_tokens = Some(b.saturating_mul(s));
             }
+        } else if PROMPT_TOKENS.contains(&sample.name) {
+            let sum = m.prompt_tokens_total.unwrap_or(0);
+            m.prompt_tokens_total = Some(sum.saturating_add(v as u64));
         } else if sample.name == SGLANG_CAPACITY && v >= 1.0 {
             m.kv_capacity_tokens = Some(v as u64);
         }
@@ -218,6 +223,8 @@ vllm:num_requests_waiting{engine="0",model_name="Qwen/Qwen3-0.6B"} 7.0
 vllm:kv_cache_usage_perc{engine="0",model_name="Qwen/Qwen3-0.6B"} 0.42
 vllm:cache_config_info{block_size="16",cache_dtype="auto",enable_prefix_caching="True",num_gpu_blocks="2048"} 1.0
 vllm:e2e_request_latency_seconds_bucket{le="+Inf",model_name="m"} 12.0
+vllm:prompt_tokens_total{engine="0",model_name="Qwen/Qwen3-0.6B"} 91234.0
+vllm:prompt_tokens_created{engine="0",model_name="Qwen/Qwen3-0.6B"} 1.7e9
 python_gc_objects_collected_total{generation="0"} 1234.0
 "#;
 
@@ -228,6 +235,7 @@ python_gc_objects_collected_total{generation="0"} 1234.0
         assert_eq!(m.running, 3);
         assert!((m.kv_cache_usage - 0.42).abs() < 1e-9);
         assert_eq!(m.kv_capacity_tokens, Some(2048 * 16));
+        assert_eq!(m.prompt_tokens_total, Some(91234));
     }
 
     #[test]

@@ -19,6 +19,7 @@ fn metrics(waiting: u64, kv: f64) -> EngineMetrics {
         running: 2,
         kv_cache_usage: kv,
         kv_capacity_tokens: Some(4096 * 16),
+        prompt_tokens_total: None,
     }
 }
 
@@ -251,6 +252,7 @@ fn index_capacity_comes_from_the_pods_kv_cache() {
     // 64 engine blocks × 16 tokens = 1024 tokens = 16 index blocks of 64 tokens (256 B).
     st[0].metrics = Some(EngineMetrics {
         kv_capacity_tokens: Some(64 * 16),
+        prompt_tokens_total: None,
         ..metrics(0, 0.1)
     });
     s.pick(&request("warm"), &st, now).unwrap();

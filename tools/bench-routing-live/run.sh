@@ -14,6 +14,7 @@
 # Default: "smg infergate" with SMG_BIN, else "infergate".
 # WORKLOADS (comma separated bench-routing workloads, default shared-prefix), STAGES / SECS /
 # MIN_LOAD / MAX_LOAD size the run (default: the 6 stages of 30 s from 0.05 to 0.35).
+# PORT_BASE (default 28000) moves every port the run listens on.
 # HOST_SHIM_LOG=host_shim::pick=debug logs every pick's candidates (host-shim*.log in the logs).
 #
 # The Envoy bootstrap is a minimal copy of e2e/src/envoy/bootstrap.rs (affinity filter, the
@@ -32,7 +33,7 @@ WORKLOADS=${WORKLOADS:-shared-prefix}
 SMG_BIN=${SMG_BIN:-}
 if [ -n "$SMG_BIN" ]; then ROUTERS=${ROUTERS:-"smg infergate"}; else ROUTERS=${ROUTERS:-infergate}; fi
 MODEL=meta-llama/Llama-3.1-8B-Instruct
-LISTEN=18080
+P=${PORT_BASE:-28000}; LISTEN=$((P + 80))
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 trap cleanup EXIT
@@ -45,13 +46,13 @@ wait_http() { # url
 start_pods() { # tag; sets EPS
   EPS=""
   for i in 0 1 2 3; do
-    local port=$((18100 + i))
+    local port=$((P + 100 + i))
     "$B/vllm-sim" --port $port --profile llama-8b-h200 --model $MODEL \
       --num-gpu-blocks 5000 --name pod$i >"$WORK/pod$i-$1.log" 2>&1 &
     pids+=($!)
     EPS="$EPS${EPS:+,}127.0.0.1:$port"
   done
-  for i in 0 1 2 3; do wait_http "http://127.0.0.1:$((18100 + i))/health"; done
+  for i in 0 1 2 3; do wait_http "http://127.0.0.1:$((P + 100 + i))/health"; done
 }
 
 start_infergate() { # tag replicas variant; sets URLS
@@ -61,13 +62,13 @@ start_infergate() { # tag replicas variant; sets URLS
   for ((i = 0; i < n; i++)); do
     local peers="" j
     for ((j = 0; j < n; j++)); do
-      [ $j -ne $i ] && peers="$peers${peers:+,}127.0.0.1:$((18190 + j))"
+      [ $j -ne $i ] && peers="$peers${peers:+,}127.0.0.1:$((P + 190 + j))"
     done
     RUST_LOG=${HOST_SHIM_LOG:-info} "$B/host-shim" --endpoints "$EPS" "${cfg[@]}" ${peers:+--peers "$peers"} \
-      --http-addr 127.0.0.1:$((18190 + i)) --grpc-addr 127.0.0.1:$((18290 + i)) \
+      --http-addr 127.0.0.1:$((P + 190 + i)) --grpc-addr 127.0.0.1:$((P + 290 + i)) \
       >"$WORK/host-shim$i-$tag.log" 2>&1 &
     pids+=($!)
-    python3 "$HERE/bootstrap.py" "$WASM" $((18190 + i)) $((LISTEN + i)) "$EPS" $((18380 + i)) \
+    python3 "$HERE/bootstrap.py" "$WASM" $((P + 190 + i)) $((LISTEN + i)) "$EPS" $((P + 380 + i)) \
       >"$WORK/envoy$i.json"
     "$ENVOY" -c "$WORK/envoy$i.json" --concurrency 1 --use-dynamic-base-id --log-level warn \
       >"$WORK/envoy$i-$tag.log" 2>&1 &
@@ -81,7 +82,7 @@ start_smg() { # tag; sets URLS
   local urls=() e
   for e in ${EPS//,/ }; do urls+=("http://$e"); done
   "$SMG_BIN" --host 127.0.0.1 --port $LISTEN --worker-urls "${urls[@]}" --policy cache_aware \
-    --prometheus-port 18399 --log-level warn >"$WORK/smg-$1.log" 2>&1 &
+    --prometheus-port $((P + 399)) --log-level warn >"$WORK/smg-$1.log" 2>&1 &
   pids+=($!)
   URLS="http://127.0.0.1:$LISTEN"
   wait_http "$URLS/v1/models"
@@ -91,7 +92,7 @@ start_smg() { # tag; sets URLS
 gateway_stats() { # replicas
   local i
   for ((i = 0; i < $1; i++)); do
-    curl -s "http://127.0.0.1:$((18380 + i))/stats" |
+    curl -s "http://127.0.0.1:$((P + 380 + i))/stats" |
       grep -E 'infergate\.affinity\.(picks|host_shim_picks|fallbacks)|pending_overflow|upstream_rq_503' |
       sed "s/^/envoy$i /" || true
   done

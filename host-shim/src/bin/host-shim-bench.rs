@@ -82,6 +82,7 @@ fn filled(n: usize, rng: &mut Xorshift) -> (Scheduler, Vec<EndpointState>, Vec<V
                     running: 8,
                     kv_cache_usage: 0.3 + (i % 7) as f64 * 0.05,
                     kv_capacity_tokens: Some(INDEX_BLOCKS as u64 * 64),
+                    prompt_tokens_total: None,
                 },
                 now,
             )

@@ -4,11 +4,13 @@
 //! over independently locked shards, so picks for different endpoints and served reports
 //! never wait on one global lock.
 
+pub mod calibration;
 pub mod in_flight;
 pub mod lru;
 
 use crate::clock::Timestamp;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, EngineMetrics};
+use calibration::Calibration;
 use in_flight::{InFlightEntry, InFlightLedger};
 use lru::BlockLru;
 use std::collections::HashMap;
@@ -27,6 +29,9 @@ pub struct IndexSizing {
     pub default_blocks: usize,
     /// Upper bound on any endpoint's capacity in index blocks (memory bound).
     pub max_blocks: usize,
+    /// Learn the index blocks per engine token from traffic ([`calibration`]) instead of
+    /// trusting `bytes_per_token`; off when `bytesPerToken` is configured.
+    pub calibrate: bool,
 }
 
 impl Default for IndexSizing {
@@ -36,6 +41,7 @@ impl Default for IndexSizing {
             bytes_per_token: 4.0,
             default_blocks: 8192,
             max_blocks: 1 << 20,
+            calibrate: true,
         }
     }
 }
@@ -70,6 +76,10 @@ pub struct EndpointSlot {
     last_pick: AtomicU64,
     /// This scheduler's picks of the endpoint not reported complete yet.
     in_flight: Mutex<InFlightLedger>,
+    /// Index blocks of the prompts routed here (own picks and peers' served reports).
+    blocks_routed: AtomicU64,
+    /// Index blocks per engine token, measured.
+    calibration: Mutex<Calibration>,
 }
 
 /// Requests and prompt tokens sent to an endpoint since its last scrape.
@@ -91,6 +101,39 @@ impl EndpointSlot {
             dispatched_tokens: AtomicU64::new(0),
             last_pick: AtomicU64::new(0),
             in_flight: Mutex::new(InFlightLedger::default()),
+            blocks_routed: AtomicU64::new(0),
+            calibration: Mutex::new(Calibration::default()),
+        }
+    }
+
+    /// Counts `blocks` index blocks of a prompt sent to this endpoint (for [`calibration`]).
+    pub fn record_routed_blocks(&self, blocks: usize) {
+        self.blocks_routed
+            .fetch_add(blocks as u64, Ordering::Relaxed);
+    }
+
+    /// Sizes the index for the engine's KV capacity: with `sizing.calibrate` and a measured
+    /// blocks-per-token ratio ([`calibration`]), capacity × ratio; else by
+    /// `sizing.bytes_per_token`. A change under 2% is ignored, so the LRU is not rebuilt on
+    /// every scrape.
+    pub fn size_for(&self, metrics: &EngineMetrics, sizing: &IndexSizing) {
+        let ratio = match (sizing.calibrate, metrics.prompt_tokens_total) {
+            (true, Some(tokens)) => self
+                .calibration
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .update(tokens, self.blocks_routed.load(Ordering::Relaxed)),
+            _ => None,
+        };
+        let (Some(ratio), Some(capacity)) = (ratio, metrics.kv_capacity_tokens) else {
+            self.resize_for(metrics.kv_capacity_tokens, sizing);
+            return;
+        };
+        let want = ((capacity as f64 * ratio).round() as usize).clamp(1, sizing.max_blocks);
+        let mut index = self.index();
+        let have = index.capacity();
+        if want.abs_diff(have) * 50 > have {
+            index.set_capacity(want);
         }
     }
 

@@ -274,6 +274,7 @@ impl Scheduler {
         match self.slots.get(endpoint) {
             Some(slot) => {
                 slot.index().touch_prefix(block_hashes);
+                slot.record_routed_blocks(block_hashes.len());
                 true
             }
             None => false,
@@ -336,7 +337,7 @@ impl Scheduler {
                 continue;
             }
             let slot = self.slots.get_or_insert(&state.endpoint);
-            slot.resize_for(metrics.kv_capacity_tokens, &cfg.sizing);
+            slot.size_for(&metrics, &cfg.sizing);
             let dispatched = slot.dispatched_since(state.scraped_at);
             // Our own picks in flight there cannot exceed what the engine holds plus what is
             // on its way, which caps the damage of lost completion reports.
@@ -410,6 +411,7 @@ impl Scheduler {
             trace_pick(req, &candidates, &totals, chosen);
         }
         c.slot.record_dispatch(req.prompt_tokens);
+        c.slot.record_routed_blocks(req.block_hashes.len());
         c.slot.record_in_flight(
             &req.block_hashes,
             c.prefix_blocks,
@@ -482,6 +484,7 @@ mod tests {
                         running: 3,
                         kv_cache_usage: 0.3,
                         kv_capacity_tokens: Some(1 << 20),
+                        prompt_tokens_total: None,
                     },
                     at,
                 )
@@ -574,6 +577,63 @@ mod tests {
         // A peer's report only teaches the index.
         assert!(s.observe_peer_served(&picked, &prefixed(4, 3).block_hashes));
         assert_eq!(count(picked), 0);
+    }
+
+    #[test]
+    fn index_size_follows_the_engines_prompt_token_counter() {
+        // One endpoint of 1<<20 KV tokens; the guide's sizing assumes 4 bytes per token,
+        // 64 tokens per 256-byte block: 16384 blocks. Traffic at 6 bytes per token puts 3
+        // blocks of prompt into every 128 engine tokens: the index grows to 24576 blocks.
+        let s = Scheduler::new(config::SchedulerConfig::guide_default(), 7);
+        let ep: Endpoint = "10.0.0.1:8000".parse().unwrap();
+        let state = |tokens: u64, ms: u64| {
+            let mut st = states(1, Duration::from_millis(ms));
+            if let Some(m) = st[0].metrics.as_mut() {
+                m.prompt_tokens_total = Some(tokens);
+            }
+            st
+        };
+        let cap = |s: &Scheduler| s.slots.get(&ep).unwrap().index().capacity();
+        let req = |i: u64| PickRequest {
+            block_hashes: (0..150).map(|b| i * 1000 + b).collect(),
+            prompt_tokens: 6400,
+            ..Default::default()
+        };
+        s.pick(&req(0), &state(0, 10), Duration::from_millis(10))
+            .unwrap();
+        assert_eq!(cap(&s), 16384);
+        // 20 requests of 150 blocks = 3000 blocks; the engine counted 128_000 tokens.
+        for i in 1..20 {
+            s.pick(
+                &req(i),
+                &state(6400 * i, 10 + i),
+                Duration::from_millis(10 + i),
+            )
+            .unwrap();
+        }
+        s.pick(&req(20), &state(128_000, 40), Duration::from_millis(40))
+            .unwrap();
+        let want = ((1u64 << 20) as f64 * 3000.0 / 128_000.0).round() as usize;
+        assert_eq!(cap(&s), want);
+        // Configured bytesPerToken turns learning off.
+        let fixed = Scheduler::new(
+            config::SchedulerConfig::parse(&config::DEFAULT_CONFIG.replace(
+                "- type: prefix-cache-scorer\n",
+                "- type: prefix-cache-scorer\n  parameters: {bytesPerToken: 4}\n",
+            ))
+            .unwrap(),
+            7,
+        );
+        for i in 0..=20 {
+            fixed
+                .pick(
+                    &req(i),
+                    &state(6400 * i, 10 + i),
+                    Duration::from_millis(10 + i),
+                )
+                .unwrap();
+        }
+        assert_eq!(cap(&fixed), 16384);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub(crate) mod test_support {
                         running: 0,
                         kv_cache_usage: kv,
                         kv_capacity_tokens: Some(10_000),
+                        prompt_tokens_total: None,
                     },
                     Duration::ZERO,
                 )

@@ -20,7 +20,9 @@
 //! Its parameters also set how prompts are hashed and how the index is sized (llm-d names
 //! where they exist): `hashBlockSize` (alias `blockSize`, prompt bytes per block),
 //! `maxPrefixBlocksToMatch`, `lruCapacityPerServer` (index blocks while a pod has not
-//! reported its KV capacity), plus `bytesPerToken` and `maxBlocksPerServer`; and the guards:
+//! reported its KV capacity), plus `bytesPerToken` (fixes the index size; unset, it is learned
+//! from the pods' prompt-token counters, see [`crate::index::calibration`]) and
+//! `maxBlocksPerServer`; and the guards:
 //! `saturationAware`, `balanceAbsThreshold`, `balanceRelThreshold`; and `provisionalInsert`
 //! (pick-time insertion into the index, see [`crate::scheduler`]).
 
@@ -115,6 +117,7 @@ impl PrefixCacheParams {
                 ));
             }
             sizing.bytes_per_token = v;
+            sizing.calibrate = false;
         }
         Ok(())
     }

@@ -84,6 +84,7 @@ impl Router for HostShimRouter {
                         running: m.running,
                         kv_cache_usage: m.kv_cache_usage,
                         kv_capacity_tokens: Some(m.kv_capacity_tokens),
+                        prompt_tokens_total: None,
                     },
                     Duration::from_secs_f64(m.scraped_at.max(0.0)),
                 )
