@@ -1,7 +1,10 @@
 //! proxy-wasm glue shared by the infergate plugins.
 //!
 //! Small on purpose: loading a configuration the same way in every plugin (so a bad one is
-//! reported the same way everywhere) and answering a request locally with an OpenAI-style error.
+//! reported the same way everywhere) and answering a request locally with an OpenAI-style error;
+//! [`host`] has the current request's host calls for adapters that drive a core flow.
+
+pub mod host;
 
 use infergate_core::config::{self, Validate};
 use infergate_core::header_hold::AtHeaders;

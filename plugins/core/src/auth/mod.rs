@@ -54,7 +54,7 @@ pub mod cidr;
 pub mod config;
 pub mod credential;
 pub mod decision;
-// pub mod flow;
+pub mod flow;
 pub mod identity;
 pub mod jwt;
 pub mod jwt_cache;
