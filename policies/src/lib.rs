@@ -19,6 +19,7 @@ pub mod render;
 pub mod resources;
 pub mod shim_deploy;
 pub mod topology;
+pub mod versions;
 pub mod wasm_files;
 
 pub use error::{Error, Result};

@@ -510,6 +510,9 @@ impl Bundle {
                 .transpose()
                 .map_err(|e| Error::new(at(), "metadata", e.to_string()))?
                 .unwrap_or_default();
+            let mut doc = doc;
+            let id = format!("{kind} {}/{}", meta.ns(), meta.name);
+            crate::versions::upgrade(&id, &kind, &api_version, &mut doc)?;
             self.objects.push(Object {
                 api_version,
                 kind,
