@@ -268,7 +268,10 @@ impl LimitadorServer {
                 .as_u64()
                 .context("counter without max_value")?;
             let remaining = c["remaining"].as_u64().unwrap_or(max);
-            out.push(max.saturating_sub(remaining));
+            // Limitador 2.4 reports `max_value − value` wrapped around u64 once a counter
+            // went past its maximum (concurrent calls can take it there), so subtract back
+            // the same way.
+            out.push(max.wrapping_sub(remaining));
         }
         Ok(out)
     }

@@ -159,16 +159,22 @@ async fn limitador_with_its_redis_down_and_back_in_each_failure_mode() -> anyhow
     // A fresh, empty Redis on the same socket: Limitador reconnects and counts from zero.
     redis.restart()?;
     let mut alice = Vec::new();
-    // Reconnection is Limitador's business; give it a few requests' time in deny mode, each
-    // answered 500 or counted.
-    for _ in 0..50 {
+    // Reconnecting is Limitador's business (its Redis client backs off between attempts and
+    // holds calls meanwhile); until it has, every call fails closed as configured.
+    let since = std::time::Instant::now();
+    while since.elapsed() < std::time::Duration::from_secs(240) {
         let c = codes(&deny, "alice-key", &[], 1).await;
         alice.extend(&c);
         if c == [200] {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
+    eprintln!(
+        "LIMITADOR-REDIS-RECOVERY first request counted {:.1} s after Redis restarted ({} answered 500 before)",
+        since.elapsed().as_secs_f64(),
+        alice.len() - 1
+    );
     assert_eq!(alice.last(), Some(&200), "{alice:?}\n{}", limitador.log());
     assert!(alice.iter().all(|c| *c == 200 || *c == 500), "{alice:?}");
     let mut rest = codes(&deny, "alice-key", &[], 10).await;
@@ -186,6 +192,45 @@ async fn limitador_with_its_redis_down_and_back_in_each_failure_mode() -> anyhow
         "each 200 reached the pod once, nothing else did"
     );
     limitador.kill().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_calls_can_overshoot_limitadors_redis_budget() -> anyhow::Result<()> {
+    if skip("concurrent_calls_can_overshoot_limitadors_redis_budget") {
+        return Ok(());
+    }
+    let bin = limitador_bin().unwrap_or_default();
+    let redis = RedisServer::start()?;
+    let config: RateLimitConfig = parse(per_user("deny").to_string().as_bytes())?;
+    let limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    let a = gateway(&pod, limitador.addr, &per_user("deny")).await?;
+    let b = gateway(&pod, limitador.addr, &per_user("deny")).await?;
+    let urls = vec![
+        format!("{}/v1/chat/completions", a.http_url()),
+        format!("{}/v1/chat/completions", b.http_url()),
+    ];
+    // 32 at once against a budget of 10: Limitador's `redis` storage reads the counter
+    // (MGET) and increments it in later commands, so overlapping calls all see the old value.
+    let codes_seen = burst(&urls, "alice-key", 32).await;
+    let ok = codes_seen.iter().filter(|c| **c == 200).count();
+    let limited = codes_seen.iter().filter(|c| **c == 429).count();
+    eprintln!(
+        "LIMITADOR-CONCURRENCY admitted {ok} of 32 concurrent requests against a budget of 10"
+    );
+    assert_eq!(ok + limited, 32, "{codes_seen:?}");
+    assert!(ok >= 10, "{codes_seen:?}");
+    // Every admitted request reached the pod once and was counted; nothing else was.
+    assert_eq!(pod.requests().len(), ok);
+    assert_eq!(limitador.calls().await?, 32);
+    assert_eq!(
+        limitador.used("infergate", "per-user").await?,
+        vec![ok as u64]
+    );
+    // Over the budget, it stays closed.
+    assert_eq!(codes(&a, "alice-key", &[], 2).await, vec![429; 2]);
+    assert_eq!(codes(&b, "alice-key", &[], 2).await, vec![429; 2]);
     Ok(())
 }
 
