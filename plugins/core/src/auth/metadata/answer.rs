@@ -50,7 +50,8 @@ pub const METADATA_ERROR_REASONS: [&str; 7] = [
 
 /// Reads an answer: `status` (`None` when the call failed), its `Content-Type`, the full body
 /// size and the body read. A 2xx JSON answer (`application/json`, Authorino's test) is parsed;
-/// any other 2xx answer is its text as a string, as Authorino keeps it.
+/// any other 2xx answer is its text as a string, as Authorino keeps it. When the host does not
+/// say the `Content-Type` (`None`), an answer whose first non-blank byte is `{` or `[` is JSON.
 pub fn read_answer(
     call: &MetadataCall,
     status: Option<u32>,
@@ -65,7 +66,13 @@ pub fn read_answer(
     if body_size > call.max_response_bytes || body.len() > call.max_response_bytes {
         return Err(MetadataError::Oversized);
     }
-    let json = content_type.is_some_and(|c| c.to_ascii_lowercase().contains("application/json"));
+    let json = match content_type {
+        Some(c) => c.to_ascii_lowercase().contains("application/json"),
+        None => body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{' || *b == b'['),
+    };
     if json {
         serde_json::from_slice(body).map_err(|_| MetadataError::NotJson)
     } else {

@@ -137,6 +137,19 @@ fn failures_leave_the_value_absent_and_are_not_cached() {
         read_answer(&call, Some(200), Some("application/json"), big.len(), b"{}"),
         Err(MetadataError::Oversized)
     );
+    // Without the Content-Type, JSON-looking answers must parse.
+    assert_eq!(
+        read_answer(&call, Some(200), None, 8, b" {\"a\":1}"),
+        Ok(json!({"a": 1}))
+    );
+    assert_eq!(
+        read_answer(&call, Some(200), None, 5, b"{nope"),
+        Err(MetadataError::NotJson)
+    );
+    assert_eq!(
+        read_answer(&call, Some(200), None, 4, b"free"),
+        Ok(json!("free"))
+    );
     // A text answer is kept as a string, as Authorino does.
     assert_eq!(
         read_answer(&call, Some(200), Some("text/plain"), 7, b"premium"),
