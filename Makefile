@@ -14,7 +14,7 @@ WASI_RUNNER := node --no-warnings $(CURDIR)/tools/wasi-runner.mjs
 
 .PHONY: images push
 .PHONY: test-compat test-compat-oldest
-.PHONY: help setup build build-wasm build-native lint test test-unit test-core-wasm test-integration demo bench bench-routing bench-routing-live fmt clean-demo fuzz soak
+.PHONY: help setup build build-wasm build-native lint test test-unit test-core-wasm test-integration demo bench bench-routing bench-routing-live fmt clean-demo fuzz soak interop-limitador
 
 help:
 	@echo "make demo    run the local HTTPS LLM gateway (Envoy + plugins + host-shim + simulated pods)"
@@ -130,3 +130,9 @@ fuzz:
 SOAK_SECONDS ?= 600
 soak: build
 	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --profile $(PROFILE) -p infergate-tests --test soak -- --ignored --nocapture
+
+# Global limits against Kuadrant's real Limitador (not part of `make test`): builds
+# limitador-server from source outside the workspace and runs the global-mode suites against it
+# with Redis storage; results in e2e/results/limitador.md.
+interop-limitador:
+	PROFILE=$(PROFILE) bash tools/limitador-interop.sh
