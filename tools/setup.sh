@@ -51,6 +51,9 @@ apt_packages=()
 command -v node >/dev/null || apt_packages+=(nodejs)
 # Redis backs the global rate limit service in the integration tests.
 command -v redis-server >/dev/null || apt_packages+=(redis-server)
+# Debian's curl (7.88) checks in a real Envoy that a denied large upload over HTTP/2 shows its
+# 401 (tests/tests/early_answer.rs).
+command -v curl >/dev/null || apt_packages+=(curl)
 # The image round trip test pushes to a local registry (CNCF distribution) with skopeo.
 command -v skopeo >/dev/null || apt_packages+=(skopeo)
 command -v docker-registry >/dev/null || apt_packages+=(docker-registry)
@@ -63,6 +66,11 @@ if [ "$WITH_BENCH" = "--images" ]; then
   command -v runc >/dev/null || apt_packages+=(runc)
   rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
 fi
+# `setup.sh --smg` builds SMG's router (lightseekorg/smg 1.9.0 from crates.io) into .smg/ for
+# `SMG_BIN=.smg/bin/smg make bench-routing-live`; its build needs protoc.
+if [ "$WITH_BENCH" = "--smg" ]; then
+  command -v protoc >/dev/null || apt_packages+=(protobuf-compiler)
+fi
 if [ "$WITH_BENCH" = "--bench" ]; then
   command -v wrk >/dev/null || apt_packages+=(wrk)
   command -v h2load >/dev/null || apt_packages+=(nghttp2-client)
@@ -72,5 +80,9 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+if [ "$WITH_BENCH" = "--smg" ] && [ ! -x .smg/bin/smg ]; then
+  say "building SMG 1.9.0 into .smg/ (its own target dir; tens of minutes on 2 cores)"
+  CARGO_TARGET_DIR=.smg/target nice -n 19 cargo install --quiet smg --version 1.9.0 --bin smg --root .smg
 fi
 say "ok (envoy $("$VENV/bin/envoy" --version | sed -n 's/.*version: [^/]*\/\([0-9.]*\)\/.*/\1/p'), node $(node --version))"

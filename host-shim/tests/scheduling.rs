@@ -122,15 +122,18 @@ fn a_burst_between_two_scrapes_is_spread() {
 
 #[test]
 fn same_prefix_burst_moves_off_a_queueing_endpoint() {
-    // Without served reports yet, a burst of one prefix is also spread by the dispatch ledger.
+    // Without served reports yet, a burst of one prefix follows its first pick (pick-time
+    // insertion) until the dispatch ledger trips the balance guard (32 more queued than the
+    // shortest queue), then moves.
     let s = guide();
     let e = eps(2);
     let now = Duration::from_secs(1);
     let st = states(&e, now);
     let shared = prompt(7, 4);
-    let picks: Vec<Endpoint> = (0..6)
+    let picks: Vec<Endpoint> = (0..40)
         .map(|_| s.pick(&request(&shared), &st, now).unwrap().endpoint)
         .collect();
+    assert!(picks[..33].iter().all(|p| *p == picks[0]), "{picks:?}");
     assert!(picks.contains(&e[0]) && picks.contains(&e[1]), "{picks:?}");
 }
 
@@ -325,7 +328,13 @@ fn replicas_with_the_same_view_agree_on_new_prefixes() {
 
 #[test]
 fn a_hot_prefix_spills_over_when_its_endpoint_saturates() {
-    let s = guide();
+    // `saturationAware: true` (off by default: measured on bench-routing, withholding the
+    // credit at saturation spread prefix groups and cost prefix hits and TTFT).
+    let cfg = host_shim::scheduler::config::DEFAULT_CONFIG.replace(
+        "- type: prefix-cache-scorer\n",
+        "- type: prefix-cache-scorer\n  parameters: {saturationAware: true}\n",
+    );
+    let s = Scheduler::new(SchedulerConfig::parse(&cfg).unwrap(), 1);
     let e = eps(4);
     let now = Duration::from_secs(1);
     let st = states(&e, now);
@@ -351,4 +360,25 @@ fn a_hot_prefix_spills_over_when_its_endpoint_saturates() {
     let mut st = states(&e, t);
     st.iter_mut().find(|x| x.endpoint == home).unwrap().metrics = Some(metrics(6, 0.5));
     assert_eq!(s.pick(&hot, &st, t).unwrap().endpoint, spill);
+}
+
+#[test]
+fn by_default_a_hot_prefix_stays_home_until_the_balance_guard() {
+    // The guide's config: the burst keeps following the cached endpoint past the saturation
+    // queue depth; only a queue 32 longer and 1.5x the shortest (balanceAbsThreshold /
+    // balanceRelThreshold) loses the prefix credit.
+    let s = guide();
+    let e = eps(4);
+    let now = Duration::from_secs(1);
+    let hot = request(&prompt(42, 8));
+    let home = s.pick(&hot, &states(&e, now), now).unwrap().endpoint;
+    s.observe_served(&home, &hot.block_hashes);
+    let later = now + Duration::from_millis(50);
+    let st = states(&e, later);
+    let picks: Vec<Endpoint> = (0..40)
+        .map(|_| s.pick(&hot, &st, later).unwrap().endpoint)
+        .collect();
+    let home_count = picks.iter().filter(|p| **p == home).count();
+    assert!((33..40).contains(&home_count), "{home_count}: {picks:?}");
+    assert_eq!(picks[..33].iter().filter(|p| **p == home).count(), 33);
 }

@@ -4,11 +4,14 @@
 //! Unlike GIE's scorer, it has two load guards, so a popular prefix cannot pin all its traffic
 //! to one endpoint however long its queue grows:
 //!
-//! - a saturated endpoint (per the saturation detector) gets no prefix credit while another
-//!   candidate is not saturated (`saturationAware: true`, the default). When every endpoint
-//!   is saturated the credit stays: spilling then buys no headroom, it only copies prefixes
-//!   into other caches and evicts theirs, which at overload costs more throughput than
-//!   queueing behind the cached copy;
+//! - with `saturationAware: true` (default off), a saturated endpoint (per the saturation
+//!   detector) gets no prefix credit while another candidate is not saturated. When every
+//!   endpoint is saturated the credit stays: spilling then buys no headroom, it only copies
+//!   prefixes into other caches and evicts theirs. Off by default because measured it costs
+//!   more than it buys: on bench-routing's shared-prefix workload live through the gateway
+//!   (`make bench-routing-live`) pods at 0.8 KV usage lost their groups, prefix hit 60% vs
+//!   67% and TTFT p50 159 vs 73 ms, and offline from 0.05 up to 1.0 of capacity it was
+//!   never better on any of the four workloads;
 //! - an endpoint whose queue (waiting plus dispatched since the scrape) is more than
 //!   `balanceAbsThreshold` requests longer *and* more than `balanceRelThreshold` times the
 //!   shortest candidate queue gets no prefix credit, saturated or not (SGLang's cache-aware
@@ -52,7 +55,7 @@ pub struct PrefixCacheParams {
     /// Upper bound of any endpoint's index capacity, in blocks.
     pub max_blocks_per_server: Option<usize>,
     /// Give saturated endpoints no prefix credit while some candidate is not saturated
-    /// (default `true`).
+    /// (default `false`).
     pub saturation_aware: Option<bool>,
     /// Load guard, absolute part: an endpoint whose queue is more than this many requests
     /// longer than the shortest candidate queue gets no prefix credit (default
@@ -146,7 +149,7 @@ impl PrefixCacheScorer {
     /// A scorer for `params`.
     pub fn new(params: &PrefixCacheParams) -> Self {
         Self {
-            saturation_aware: params.saturation_aware.unwrap_or(true),
+            saturation_aware: params.saturation_aware.unwrap_or(false),
             balance_abs: params
                 .balance_abs_threshold
                 .unwrap_or(DEFAULT_BALANCE_ABS_THRESHOLD),
@@ -215,17 +218,18 @@ mod tests {
         scorer.score(&PickRequest::default(), &c, &mut out);
         assert_eq!(out, [0.0, 0.0]);
 
-        // A saturated endpoint loses its prefix credit unless configured otherwise.
+        // A saturated endpoint keeps its prefix credit unless configured otherwise.
         c[0].saturated = true;
         let mut out = [0.0; 2];
         scorer.score(&req, &c, &mut out);
-        assert_eq!(out, [0.0, 0.0]);
-        let plain = PrefixCacheScorer::new(&PrefixCacheParams {
-            saturation_aware: Some(false),
+        assert_eq!(out, [0.75, 0.0]);
+        let aware = PrefixCacheScorer::new(&PrefixCacheParams {
+            saturation_aware: Some(true),
             ..Default::default()
         });
-        plain.score(&req, &c, &mut out);
-        assert_eq!(out, [0.75, 0.0]);
+        let mut out = [0.0; 2];
+        aware.score(&req, &c, &mut out);
+        assert_eq!(out, [0.0, 0.0]);
     }
 
     #[test]
@@ -236,7 +240,10 @@ mod tests {
             block_hashes: vec![1, 2, 3, 4],
             ..Default::default()
         };
-        let scorer = PrefixCacheScorer::default();
+        let scorer = PrefixCacheScorer::new(&PrefixCacheParams {
+            saturation_aware: Some(true),
+            ..Default::default()
+        });
         c[0].saturated = true;
         let mut out = [0.0; 2];
         scorer.score(&req, &c, &mut out);
