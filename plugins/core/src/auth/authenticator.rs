@@ -20,7 +20,9 @@ struct Named {
 /// A validated configuration, ready to authenticate requests.
 pub struct Authenticator {
     methods: Vec<Named>,
-    properties: IdentityProperties,
+    pub(crate) properties: IdentityProperties,
+    /// `metadata` evaluators, run between authentication and the identity properties.
+    pub(crate) metadata: super::metadata::Metadata,
     pub(crate) authorization: AuthorizationConfig,
     realm: String,
     /// Identity header names, lower case.
@@ -65,9 +67,12 @@ impl Authenticator {
         let properties =
             IdentityProperties::compile("identityProperties", &config.identity_properties)
                 .unwrap_or_default();
+        let metadata =
+            super::metadata::Metadata::compile("metadata", &config.metadata).unwrap_or_default();
         Self {
             methods,
             properties,
+            metadata,
             authorization: config.authorization,
             realm: config.realm,
             identity_headers,
@@ -118,7 +123,7 @@ impl Authenticator {
                     return Decision::Review(callout);
                 }
                 step => {
-                    if let Some(d) = self.settle(req, named, step, &mut progress) {
+                    if let Some(d) = self.settle(req, host, named, step, &mut progress) {
                         return d;
                     }
                 }
@@ -134,11 +139,15 @@ impl Authenticator {
     fn settle(
         &self,
         req: &dyn RequestView,
+        host: &dyn AuthHost,
         named: &Named,
         step: Step,
         progress: &mut Progress,
     ) -> Option<Decision> {
         match step {
+            Step::Accept { identity, object } if !self.metadata.is_empty() => {
+                Some(self.enrich(req, host, identity, object, named.name.clone()))
+            }
             Step::Accept { identity, object } => Some(Decision::Allow {
                 identity: self.with_properties(req, identity, object),
                 method: named.name.clone(),
@@ -171,7 +180,7 @@ impl Authenticator {
         };
         let mut progress = callout.progress;
         let step = named.method.reviewed(&named.name, review);
-        match self.settle(req, named, step, &mut progress) {
+        match self.settle(req, host, named, step, &mut progress) {
             Some(d) => d,
             None => self.resume(req, host, progress),
         }
@@ -216,6 +225,7 @@ impl Authenticator {
                 None => Review::Failed,
             },
             CalloutKind::Access => kube::read_access_review(status, body),
+            CalloutKind::Metadata(_) => Review::Failed,
         }
     }
 }

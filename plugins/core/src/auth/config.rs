@@ -46,6 +46,10 @@ pub struct AuthConfig {
     /// and `groups` among them replace the method's defaults.
     #[serde(default)]
     pub identity_properties: BTreeMap<String, PropertyConfig>,
+    /// AuthPolicy `metadata.<name>.http` evaluators, run after authentication in this order;
+    /// their answers are `auth.metadata.<name>` for the identity properties.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<super::metadata::MetadataConfig>,
     /// Realm named in `WWW-Authenticate`.
     #[serde(default = "default_realm")]
     pub realm: String,

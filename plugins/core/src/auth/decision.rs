@@ -24,6 +24,8 @@ pub enum CalloutKind {
     Token(usize),
     /// The SubjectAccessReview of `authorization`.
     Access,
+    /// The HTTP call of metadata evaluator `.0` (`auth.metadata.<name>`).
+    Metadata(usize),
 }
 
 /// An HTTP call the adapter must make through an Envoy cluster.
@@ -55,6 +57,8 @@ pub struct Callout {
     pub ttl_rejected: u64,
     /// Where authentication resumes if this method rejects.
     pub progress: Progress,
+    /// A metadata call's state (the accepted caller, the authorization JSON so far).
+    pub metadata: Option<Box<super::metadata::step::MetadataPending>>,
 }
 
 impl Callout {
@@ -84,6 +88,7 @@ impl Callout {
             ttl_accepted: ttls.0,
             ttl_rejected: ttls.1,
             progress: Progress::default(),
+            metadata: None,
         }
     }
 }

@@ -43,6 +43,7 @@ impl Validate for AuthConfig {
             }
         }
         IdentityProperties::compile("identityProperties", &self.identity_properties)?;
+        super::metadata::Metadata::compile("metadata", &self.metadata)?;
         if let Some(s) = &self.authorization.kubernetes_subject_access_review {
             check_api(
                 &|f| format!("authorization.kubernetesSubjectAccessReview.{f}"),

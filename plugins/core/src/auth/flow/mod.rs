@@ -90,7 +90,10 @@ impl AuthHost for Via<'_> {
         let value = self.0.shared_get(key);
         let live = value
             .as_deref()
-            .is_some_and(|v| kube::decode_entry(v, self.0.now()).is_some());
+            .is_some_and(|v| {
+                kube::decode_entry(v, self.0.now()).is_some()
+                    || super::metadata::decode_entry(v, self.0.now()).is_some()
+            });
         self.0.count(if live {
             Stat::CacheHit
         } else {
@@ -258,6 +261,16 @@ impl AuthFlow {
         body: &[u8],
     ) -> Next {
         self.phase = Phase::Headers;
+        if let CalloutKind::Metadata(_) = callout.kind {
+            let out = auth.metadata_answered(&Via(host), callout, status, body);
+            if out.failed.is_some() {
+                host.count(Stat::CalloutFailed);
+            }
+            if let Some((key, value)) = &out.cache {
+                host.shared_set(key, value);
+            }
+            return self.decided(auth, host, out.decision);
+        }
         let review = auth.read_review(&callout, status, body);
         if review == Review::Failed {
             host.count(Stat::CalloutFailed);
@@ -274,6 +287,7 @@ impl AuthFlow {
                 let authz = auth.access_reviewed(review);
                 self.authorized(auth, host, authz)
             }
+            CalloutKind::Metadata(_) => self.lost(host),
         }
     }
 

@@ -21,6 +21,7 @@
 
 pub mod answer;
 pub mod call;
+pub mod step;
 pub mod template;
 
 use crate::config::{ConfigError, Validate};
@@ -392,7 +393,7 @@ pub struct Metadata {
 
 /// Where the metadata step of one request is: the authorization JSON it builds
 /// (`auth.metadata.<name>` filled in as answers come) and the next evaluator.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataProgress {
     next: usize,
     authorization: Value,
@@ -437,7 +438,7 @@ impl MetadataProgress {
 }
 
 /// What the metadata step needs next.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetadataStep {
     /// Every evaluator ran: read the authorization JSON from the progress.
     Done,

@@ -366,3 +366,109 @@ fn config_errors_name_the_field() {
     let round: MetadataConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
     assert_eq!(round, c);
 }
+
+mod with_the_authenticator {
+    use super::*;
+    use crate::auth::decision::{CalloutKind, Decision};
+    use crate::auth::{AuthConfig, AuthHost, Authenticator, RequestView};
+    use std::rc::Rc;
+
+    struct Req;
+    impl RequestView for Req {
+        fn header_values(&self, name: &str) -> Vec<String> {
+            match name {
+                "authorization" => vec!["Bearer sk-bob".into()],
+                ":method" => vec!["POST".into()],
+                _ => Vec::new(),
+            }
+        }
+        fn path(&self) -> String {
+            "/v1/chat/completions".into()
+        }
+        fn host(&self) -> String {
+            "gw".into()
+        }
+    }
+
+    #[derive(Default)]
+    struct Host(Cache);
+    impl AuthHost for Host {
+        fn now(&self) -> u64 {
+            1000
+        }
+        fn key_set(&self, _: &str) -> Option<Rc<crate::auth::jwt::KeySet>> {
+            None
+        }
+        fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
+            self.0.get(key)
+        }
+    }
+
+    fn authenticator() -> Authenticator {
+        let digest = crate::auth::apikey::KeyDigest::of(b"sk-bob").to_hex();
+        let mut lookup = tier_lookup();
+        lookup["body"] = json!({"object": {"groups": {"attribute": "auth.identity.groups"}}});
+        lookup["cache"] = json!({"key": {"selector": "auth.identity.userid"}, "ttlSeconds": 60});
+        let config: AuthConfig = crate::config::parse(
+            json!({
+                "methods": [{"name": "keys", "apiKey": {"keys": [{"sha256": digest,
+                    "identity": {"userid": "bob", "groups": ["premium-users"]}}]}}],
+                "metadata": [lookup],
+                "identityProperties": {"tier": {"selector": "auth.metadata.matchedTier.tier"}},
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        Authenticator::new(config)
+    }
+
+    #[test]
+    fn the_tier_is_looked_up_after_authentication_then_cached() {
+        let auth = authenticator();
+        let host = Host::default();
+        let Decision::Review(callout) = auth.authenticate(&Req, &host) else {
+            panic!("expected the metadata call")
+        };
+        assert_eq!(callout.kind, CalloutKind::Metadata(0));
+        assert_eq!(callout.cluster, "metadata-maas-api-8080");
+        assert_eq!(callout.path, "/v1/tiers/lookup");
+        assert_eq!(callout.method, "POST");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&callout.body).unwrap(),
+            json!({"groups": ["premium-users"]})
+        );
+        let out = auth.metadata_answered(&host, callout, Some(200), br#"{"tier":"premium"}"#);
+        let Decision::Allow { identity, method } = out.decision else {
+            panic!("{:?}", out.decision)
+        };
+        assert_eq!(method, "keys");
+        assert_eq!(identity.properties["tier"], json!("premium"));
+        assert_eq!(out.failed, None);
+        // The answer is cached: the next request decides without a call.
+        host.0.put(out.cache);
+        let Decision::Allow { identity, .. } = auth.authenticate(&Req, &host) else {
+            panic!("expected an answer from the cache")
+        };
+        assert_eq!(identity.properties["tier"], json!("premium"));
+    }
+
+    #[test]
+    fn a_failed_lookup_allows_without_the_property() {
+        let auth = authenticator();
+        let host = Host::default();
+        for (status, body) in [(None, &b""[..]), (Some(500), b"{}"), (Some(200), b"{oops")] {
+            let Decision::Review(callout) = auth.authenticate(&Req, &host) else {
+                panic!()
+            };
+            let out = auth.metadata_answered(&host, callout, status, body);
+            let Decision::Allow { identity, .. } = out.decision else {
+                panic!("{:?}", out.decision)
+            };
+            assert!(!identity.properties.contains_key("tier"));
+            assert_eq!(identity.userid, "bob");
+            assert!(out.failed.is_some());
+            assert_eq!(out.cache, None);
+        }
+    }
+}
