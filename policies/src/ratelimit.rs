@@ -5,47 +5,19 @@ use crate::cel::{compile_counter, compile_predicate, Predicate};
 use crate::error::{Error, Result};
 use crate::resources::{Bundle, LimitSpec, RateLimitSpec};
 use crate::topology::{layer, Attachment, Entry, Topology};
+use infergate_core::ratelimit::config::LimitConfig;
 use infergate_core::ratelimit::window::parse_window_ms;
 use serde::{Deserialize, Serialize};
 
-/// What a limit counts (the plugin's `counts`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Counts {
-    /// RateLimitPolicy.
-    Requests,
-    /// TokenRateLimitPolicy.
-    Tokens,
-}
+pub use infergate_core::ratelimit::config::{Counts, RateConfig as Rate};
 
-/// One emitted limit (the plugin's `LimitConfig`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Limit {
-    /// Name (the Kuadrant limit name; `<limit>-<policy>` when two policies use one name).
-    pub name: String,
-    /// Rates.
-    pub rates: Vec<Rate>,
-    /// Counter attributes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub counters: Vec<String>,
-    /// Conditions (AND).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub when: Vec<Predicate>,
-    /// What is counted.
-    pub counts: Counts,
-}
+/// One emitted limit: the plugin's own [`LimitConfig`] with the translator's compiled
+/// conditions. Its name is the Kuadrant limit name (`<limit>-<policy>` when two policies use
+/// one name).
+pub type Limit = LimitConfig<Predicate>;
 
-/// `{limit, window}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rate {
-    /// Units per window.
-    pub limit: u64,
-    /// Window (validated Kuadrant grammar).
-    pub window: String,
-}
-
-/// The plugin configuration we emit.
+/// The plugin configuration we emit: its `limits` (the plugin's other fields keep their
+/// defaults, or are set by the platform plan).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitPluginConfig {
@@ -184,6 +156,8 @@ pub fn translate(bundle: &Bundle, topo: &Topology) -> Result<Option<RateLimitPlu
             counters,
             when,
             counts: *counts,
+            prompt_weight: 1,
+            completion_weight: 1,
         });
     }
     Ok(Some(RateLimitPluginConfig { limits }))

@@ -1,9 +1,89 @@
-//! The client side of host-shim's compact pick API (`POST /v1/pick`, `POST /v1/served`):
-//! binary, little-endian, no padding. host-shim's `server::wire` module documents and decodes
-//! the same layout; these encoders are what the affinity plugin sends.
+//! host-shim's compact pick API (`POST /v1/pick`, `POST /v1/served`), defined once: what the
+//! affinity plugin sends (the encoders) and what host-shim reads (the decoders).
+//!
+//! Binary, little-endian, no padding; `content-type: application/octet-stream`. A pick
+//! request with a 30-byte model name and 256 block hashes is 2,098 bytes.
+//!
+//! # `POST /v1/pick`
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `IGPK` (`0x49 0x47 0x50 0x4B`) |
+//! | 4 | 1 | version, `1` |
+//! | 5 | 1 | flags: bit 0 = sheddable (may get 429 when every endpoint is saturated); other bits 0 |
+//! | 6 | 2 | `block_size`: bytes per hashed block the client used (`0`: not stated). If non-zero and hashes are present it must equal host-shim's block size, else 400 |
+//! | 8 | 4 | `prompt_tokens`: estimated prompt tokens |
+//! | 12 | 2 | `model_len` |
+//! | 14 | 2 | `session_len` (0: no session key) |
+//! | 16 | 2 | `subset_len` (0: no subset hint) |
+//! | 18 | 2 | `hash_count` (≤ 1024) |
+//! | 20 | `model_len` | model name, UTF-8 |
+//! | … | `session_len` | session key, UTF-8 |
+//! | … | `subset_len` | allowed endpoints, ASCII, comma separated (`ip:port` or `ip`) |
+//! | … | 8 × `hash_count` | block hashes, u64 each, in prompt order ([`crate::prefix::BlockHasher`]) |
+//!
+//! Nothing may follow the last hash.
+//!
+//! Answer `200`, empty body, with headers `x-gateway-destination-endpoint: ip:port`,
+//! `x-gateway-destination-endpoint-fallbacks: ip:port,ip:port` (absent when there are none)
+//! and `x-infergate-prefix-match: matched/total`. `503` when no endpoint can serve, `429`
+//! when shed (both with `retry-after: 1`), `400` for a malformed body; error bodies are
+//! OpenAI-style JSON whose message names the offending field.
+//!
+//! # `POST /v1/served`
+//!
+//! Sent when the response headers arrive, with the endpoint that actually served (Envoy's
+//! upstream address), so the prefix index follows reality rather than the pick.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `IGSV` |
+//! | 4 | 1 | version, `1` |
+//! | 5 | 1 | flags, `0` |
+//! | 6 | 2 | `endpoint_len` |
+//! | 8 | 2 | `hash_count` (≤ 1024) |
+//! | 10 | `endpoint_len` | served endpoint, ASCII `ip:port` |
+//! | … | 8 × `hash_count` | the request's block hashes |
+//!
+//! Answer `204`; `404` if the endpoint is not in the pool; `400` if malformed.
 
+use std::fmt;
+
+/// Magic of a pick request.
+pub const PICK_MAGIC: &[u8; 4] = b"IGPK";
+/// Magic of a served report.
+pub const SERVED_MAGIC: &[u8; 4] = b"IGSV";
+/// The only version.
+pub const VERSION: u8 = 1;
 /// Most hashes in one message (host-shim refuses more).
 pub const MAX_HASHES: usize = 1024;
+/// Largest message accepted.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A malformed message, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// The field (`hash_count`, `model`).
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// A [`WireError`] for `field`.
+pub fn wire_error(field: &'static str, message: impl Into<String>) -> WireError {
+    WireError {
+        field,
+        message: message.into(),
+    }
+}
 
 /// A pick request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,8 +132,8 @@ pub fn encode_pick(q: &PickQuery<'_>) -> Vec<u8> {
         .unwrap_or_default();
     let mut out =
         Vec::with_capacity(20 + model.len() + session.len() + subset.len() + 8 * hashes.len());
-    out.extend_from_slice(b"IGPK");
-    out.push(1);
+    out.extend_from_slice(PICK_MAGIC);
+    out.push(VERSION);
     out.push(u8::from(q.sheddable));
     out.extend_from_slice(&len16(q.block_size).to_le_bytes());
     out.extend_from_slice(
@@ -82,8 +162,8 @@ pub fn encode_served(endpoint: &str, hashes: &[u64]) -> Vec<u8> {
         .get(..hashes.len().min(MAX_HASHES))
         .unwrap_or_default();
     let mut out = Vec::with_capacity(10 + endpoint.len() + 8 * hashes.len());
-    out.extend_from_slice(b"IGSV");
-    out.push(1);
+    out.extend_from_slice(SERVED_MAGIC);
+    out.push(VERSION);
     out.push(0);
     out.extend_from_slice(&len16(endpoint.len()).to_le_bytes());
     out.extend_from_slice(&len16(hashes.len()).to_le_bytes());
@@ -92,6 +172,176 @@ pub fn encode_served(endpoint: &str, hashes: &[u64]) -> Vec<u8> {
         out.extend_from_slice(&h.to_le_bytes());
     }
     out
+}
+
+/// A decoded pick request; host-shim parses its subset entries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pick {
+    /// The request's model (never empty).
+    pub model: String,
+    /// Session key, if any.
+    pub session: Option<String>,
+    /// Allowed endpoints as sent (blank entries dropped); `None` when no subset was sent.
+    pub subset: Option<Vec<String>>,
+    /// Estimated prompt tokens.
+    pub prompt_tokens: u64,
+    /// The client's block size (0: not stated).
+    pub block_size: u16,
+    /// Block hashes in prompt order.
+    pub hashes: Vec<u64>,
+    /// May be shed (429) when every endpoint is saturated.
+    pub sheddable: bool,
+}
+
+/// A decoded served report; host-shim parses its endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The endpoint that served, as sent.
+    pub endpoint: String,
+    /// The request's block hashes.
+    pub hashes: Vec<u64>,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
+        let s = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.buf.get(self.pos..end))
+            .ok_or_else(|| wire_error(field, format!("message ends before its {n} bytes")))?;
+        self.pos += n;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self, f: &'static str) -> Result<[u8; N], WireError> {
+        let b = self.take(N, f)?;
+        <[u8; N]>::try_from(b).map_err(|_| wire_error(f, "truncated"))
+    }
+    fn u8(&mut self, f: &'static str) -> Result<u8, WireError> {
+        Ok(u8::from_le_bytes(self.array(f)?))
+    }
+    fn u16(&mut self, f: &'static str) -> Result<u16, WireError> {
+        Ok(u16::from_le_bytes(self.array(f)?))
+    }
+    fn u32(&mut self, f: &'static str) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(self.array(f)?))
+    }
+    fn str(&mut self, n: usize, f: &'static str) -> Result<&'a str, WireError> {
+        std::str::from_utf8(self.take(n, f)?).map_err(|_| wire_error(f, "not valid UTF-8"))
+    }
+    fn hashes(&mut self, n: usize) -> Result<Vec<u64>, WireError> {
+        let b = self.take(n * 8, "hashes")?;
+        Ok(b.chunks_exact(8)
+            .filter_map(|c| <[u8; 8]>::try_from(c).ok())
+            .map(u64::from_le_bytes)
+            .collect())
+    }
+    fn header(&mut self, magic: &[u8; 4]) -> Result<u8, WireError> {
+        if self.take(4, "magic")? != magic {
+            return Err(wire_error(
+                "magic",
+                format!("expected `{}`", String::from_utf8_lossy(magic)),
+            ));
+        }
+        let v = self.u8("version")?;
+        if v != VERSION {
+            return Err(wire_error(
+                "version",
+                format!("{v} is not supported; use {VERSION}"),
+            ));
+        }
+        self.u8("flags")
+    }
+    fn end(&self) -> Result<(), WireError> {
+        if self.pos != self.buf.len() {
+            return Err(wire_error(
+                "hashes",
+                format!("{} bytes follow the last field", self.buf.len() - self.pos),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn hash_count(n: u16) -> Result<usize, WireError> {
+    let n = usize::from(n);
+    if n > MAX_HASHES {
+        return Err(wire_error(
+            "hash_count",
+            format!("{n} exceeds {MAX_HASHES}"),
+        ));
+    }
+    Ok(n)
+}
+
+fn check_size(buf: &[u8]) -> Result<(), WireError> {
+    if buf.len() > MAX_MESSAGE_BYTES {
+        return Err(wire_error(
+            "message",
+            format!("larger than {MAX_MESSAGE_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes a `/v1/pick` body.
+pub fn decode_pick(buf: &[u8]) -> Result<Pick, WireError> {
+    check_size(buf)?;
+    let mut r = Reader { buf, pos: 0 };
+    let flags = r.header(PICK_MAGIC)?;
+    if flags & !1 != 0 {
+        return Err(wire_error("flags", format!("unknown bits {flags:#04x}")));
+    }
+    let block_size = r.u16("block_size")?;
+    let prompt_tokens = r.u32("prompt_tokens")?;
+    let model_len = usize::from(r.u16("model_len")?);
+    let session_len = usize::from(r.u16("session_len")?);
+    let subset_len = usize::from(r.u16("subset_len")?);
+    let n = hash_count(r.u16("hash_count")?)?;
+    let model = r.str(model_len, "model")?.to_string();
+    if model.is_empty() {
+        return Err(wire_error("model", "must not be empty"));
+    }
+    let session = r.str(session_len, "session")?;
+    let subset_text = r.str(subset_len, "subset")?;
+    let hashes = r.hashes(n)?;
+    r.end()?;
+    let subset = (subset_len != 0).then(|| {
+        subset_text
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string)
+            .collect()
+    });
+    Ok(Pick {
+        model,
+        session: (!session.is_empty()).then(|| session.to_string()),
+        subset,
+        prompt_tokens: u64::from(prompt_tokens),
+        block_size,
+        hashes,
+        sheddable: flags & 1 != 0,
+    })
+}
+
+/// Decodes a `/v1/served` body.
+pub fn decode_served(buf: &[u8]) -> Result<Served, WireError> {
+    check_size(buf)?;
+    let mut r = Reader { buf, pos: 0 };
+    let flags = r.header(SERVED_MAGIC)?;
+    if flags != 0 {
+        return Err(wire_error("flags", format!("unknown bits {flags:#04x}")));
+    }
+    let ep_len = usize::from(r.u16("endpoint_len")?);
+    let n = hash_count(r.u16("hash_count")?)?;
+    let endpoint = r.str(ep_len, "endpoint")?.to_string();
+    let hashes = r.hashes(n)?;
+    r.end()?;
+    Ok(Served { endpoint, hashes })
 }
 
 #[cfg(test)]
@@ -139,6 +389,91 @@ mod tests {
         assert!(std::str::from_utf8(&b[20..20 + model_len]).is_ok());
         assert_eq!(u16::from_le_bytes([b[18], b[19]]) as usize, MAX_HASHES);
         assert_eq!(b.len(), 20 + model_len + 8 * MAX_HASHES);
+    }
+
+    fn query<'a>(hashes: &'a [u64], subset: &'a [String]) -> PickQuery<'a> {
+        PickQuery {
+            model: "Qwen/Qwen3-0.6B",
+            session: Some("s-1"),
+            subset,
+            prompt_tokens: 16_000,
+            block_size: 256,
+            hashes,
+            sheddable: true,
+        }
+    }
+
+    #[test]
+    fn pick_round_trips() {
+        let hashes: Vec<u64> = (0..256).map(|i| i * 0x0101_0101).collect();
+        let subset = vec!["10.0.0.1:8000".to_string(), "10.0.0.2".to_string()];
+        let bytes = encode_pick(&query(&hashes, &subset));
+        assert_eq!(bytes.len(), 20 + 15 + 3 + 22 + 256 * 8);
+        assert_eq!(
+            decode_pick(&bytes).unwrap(),
+            Pick {
+                model: "Qwen/Qwen3-0.6B".into(),
+                session: Some("s-1".into()),
+                subset: Some(subset),
+                prompt_tokens: 16_000,
+                block_size: 256,
+                hashes,
+                sheddable: true,
+            }
+        );
+        let none = decode_pick(&encode_pick(&query(&[], &[]))).unwrap();
+        assert_eq!(none.subset, None);
+    }
+
+    #[test]
+    fn malformed_picks_name_the_field() {
+        let good = encode_pick(&query(&[1, 2, 3], &[]));
+        let field = |b: &[u8]| decode_pick(b).unwrap_err().field;
+        assert_eq!(field(&good[..good.len() - 3]), "hashes");
+        assert_eq!(field(b"XXXX"), "magic");
+        assert_eq!(field(&[]), "magic");
+        assert_eq!(field(b"IGPK"), "version");
+        let mut v = good.clone();
+        v[4] = 9;
+        assert_eq!(field(&v), "version");
+        let mut v = good.clone();
+        v[5] = 0x80;
+        assert_eq!(field(&v), "flags");
+        let mut v = good.clone();
+        v[18..20].copy_from_slice(&2000u16.to_le_bytes());
+        assert_eq!(field(&v), "hash_count");
+        let mut v = good.clone();
+        v.push(0);
+        assert_eq!(field(&v), "hashes");
+        let mut v = good.clone();
+        v[20] = 0xff;
+        assert_eq!(field(&v), "model");
+        let empty_model = PickQuery {
+            model: "",
+            ..query(&[], &[])
+        };
+        assert_eq!(field(&encode_pick(&empty_model)), "model");
+        assert_eq!(field(&vec![0u8; MAX_MESSAGE_BYTES + 1]), "message");
+    }
+
+    #[test]
+    fn served_round_trips_and_names_fields() {
+        let b = encode_served("10.0.0.3:8000", &[1, 2, 3]);
+        assert_eq!(
+            decode_served(&b).unwrap(),
+            Served {
+                endpoint: "10.0.0.3:8000".into(),
+                hashes: vec![1, 2, 3]
+            }
+        );
+        assert_eq!(decode_served(&b[..12]).unwrap_err().field, "endpoint");
+        let mut v = b.clone();
+        v[5] = 1;
+        assert_eq!(decode_served(&v).unwrap_err().field, "flags");
+        assert_eq!(
+            decode_pick(&b).unwrap_err().to_string(),
+            "field `magic`: expected `IGPK`"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::window::parse_window_ms;
 use crate::attributes::{Attribute, Predicate, PredicateConfig};
 use crate::config::{ConfigError, Validate};
 use crate::headers::{normalize_header_name, DEFAULT_GROUPS_HEADER, DEFAULT_USER_HEADER};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Configuration of the rate-limit plugin.
 #[derive(Debug, Clone, Deserialize)]
@@ -177,7 +177,7 @@ pub enum HeaderStyle {
 }
 
 /// What a limit counts.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum Counts {
     /// One per request.
@@ -187,29 +187,31 @@ pub enum Counts {
     Tokens,
 }
 
-/// One limit.
-#[derive(Debug, Clone, Deserialize)]
+/// One limit. `P` is the condition type: the plugin reads [`PredicateConfig`]; the policy
+/// translator (`infergate-policies`) writes its own compiled predicates with the same JSON
+/// shape. Serialized, empty lists and weights of 1 are left out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LimitConfig {
+pub struct LimitConfig<P = PredicateConfig> {
     /// Name, shown in headers and stats.
     pub name: String,
     /// One or more rates; all must hold.
     pub rates: Vec<RateConfig>,
     /// Attributes whose values key the counter (one counter per distinct combination). A
     /// request lacking one of them is not subject to the limit (Limitador's rule).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counters: Vec<String>,
     /// Conditions, all of which must hold for the limit to apply.
-    #[serde(default)]
-    pub when: Vec<PredicateConfig>,
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub when: Vec<P>,
     /// What is counted.
     #[serde(default)]
     pub counts: Counts,
     /// Weight of a prompt token (token limits).
-    #[serde(default = "one")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub prompt_weight: u64,
     /// Weight of a completion token (token limits).
-    #[serde(default = "one")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub completion_weight: u64,
 }
 
@@ -217,8 +219,12 @@ fn one() -> u64 {
     1
 }
 
+fn is_one(n: &u64) -> bool {
+    *n == 1
+}
+
 /// `limit` per `window`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateConfig {
     /// Most units per window.
@@ -405,5 +411,30 @@ mod tests {
         assert_eq!(err.path, "limits[0].rates[0].limit");
         let err = parse::<RateLimitConfig>(br#"{"responseHeaders":"fancy"}"#).unwrap_err();
         assert_eq!(err.path, "responseHeaders");
+    }
+
+    #[test]
+    fn limits_round_trip_through_json_leaving_defaults_out() {
+        // The shape the policy translator writes: no weights of 1, no empty lists.
+        let written = serde_json::json!([
+            {"name": "per-user", "rates": [{"limit": 100, "window": "1s"}],
+             "counters": ["auth.identity.userid"], "counts": "requests"},
+            {"name": "tokens", "rates": [{"limit": 5000, "window": "1h"}], "counts": "tokens",
+             "completionWeight": 3, "when": [{"attribute": "identity.groups", "eq": "free"}]}
+        ]);
+        type Generic = LimitConfig<serde_json::Value>;
+        let limits: Vec<Generic> = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(limits[1].prompt_weight, 1);
+        assert_eq!(limits[1].completion_weight, 3);
+        assert_eq!(serde_json::to_value(&limits).unwrap(), written);
+        // What it serializes is what the plugin reads.
+        let plugin = parse::<RateLimitConfig>(
+            serde_json::json!({ "limits": written })
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(plugin.limits[1].counts, Counts::Tokens);
+        assert_eq!(plugin.limits[0].rates, limits[0].rates);
     }
 }
