@@ -33,6 +33,28 @@ pub struct Runtime {
     ready: watch::Sender<bool>,
 }
 
+/// Who reported that an endpoint served a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A gateway plugin, through `POST /v1/served`.
+    Http,
+    /// Envoy's ext_proc stream (host-shim picked and saw the response).
+    ExtProc,
+    /// Another host-shim replica sharing what its gateways reported.
+    Peer,
+}
+
+impl Source {
+    /// The `api` label of the served-report stats.
+    pub fn api(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::ExtProc => "ext_proc",
+            Self::Peer => "peer",
+        }
+    }
+}
+
 impl Runtime {
     /// A runtime with no endpoints yet.
     pub fn new(scheduler: Scheduler, scrape: ScrapeConfig) -> Arc<Self> {
@@ -84,16 +106,18 @@ impl Runtime {
     }
 
     /// Records that `endpoint` served a request with `hashes`; `false` if it is unknown.
-    /// Reports from `api` other than `"peer"` are also shared with the peers, if any.
-    pub fn observe_served(&self, endpoint: &Endpoint, hashes: &[u64], api: &'static str) -> bool {
-        let known = if api == "peer" {
+    /// Reports from a gateway (not from a peer) are also shared with the peers, if any.
+    pub fn observe_served(&self, endpoint: &Endpoint, hashes: &[u64], source: Source) -> bool {
+        let known = if source == Source::Peer {
             self.scheduler.observe_peer_served(endpoint, hashes)
         } else {
             self.scheduler.observe_served(endpoint, hashes)
         };
-        self.telemetry
-            .record_served(api, if known { "ok" } else { "unknown_endpoint" });
-        if known && api != "peer" {
+        self.telemetry.record_served(
+            source.api(),
+            if known { "ok" } else { "unknown_endpoint" },
+        );
+        if known && source != Source::Peer {
             if let Some(peers) = self.peers.get() {
                 peers.send(crate::server::wire::encode_served(endpoint, hashes).into());
             }

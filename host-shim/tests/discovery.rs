@@ -174,7 +174,9 @@ async fn pool_pods_are_followed_through_list_and_watch() {
             .any(|s| s.endpoint == p1 && s.reachable)
     })
     .await;
-    assert!(h.rt.observe_served(&p1, &[11, 12, 13], "http"));
+    assert!(h
+        .rt
+        .observe_served(&p1, &[11, 12, 13], host_shim::runtime::Source::Http));
     assert_eq!(blocks(&h.rt, &p1), Some(3));
     let mut p1_spec = PodSpec::ready(NS, "p1", APP, &Pods::ip(1));
     p1_spec.ready = false;
@@ -182,7 +184,8 @@ async fn pool_pods_are_followed_through_list_and_watch() {
     until("p1 removed", || !endpoints(&h.rt).contains(&p1)).await;
     assert_eq!(blocks(&h.rt, &p1), None, "its index is dropped");
     assert!(
-        !h.rt.observe_served(&p1, &[1], "http"),
+        !h.rt
+            .observe_served(&p1, &[1], host_shim::runtime::Source::Http),
         "unknown once removed"
     );
 
@@ -228,8 +231,12 @@ async fn a_replaced_pod_at_the_same_address_starts_empty_and_a_kept_one_keeps_it
         h.rt.snapshot().iter().filter(|s| s.reachable).count() == 2
     })
     .await;
-    assert!(h.rt.observe_served(&e0, &[1, 2], "http"));
-    assert!(h.rt.observe_served(&e1, &[3, 4, 5], "http"));
+    assert!(h
+        .rt
+        .observe_served(&e0, &[1, 2], host_shim::runtime::Source::Http));
+    assert!(h
+        .rt
+        .observe_served(&e1, &[3, 4, 5], host_shim::runtime::Source::Http));
     let lists = h.api.stats().lists;
 
     // While the watch is down, p1 is replaced by a new pod that gets the same IP, and the

@@ -30,7 +30,7 @@
 //! mutation can come too late: use `FULL_DUPLEX_STREAMED` or `BUFFERED` in deployments.
 
 use crate::endpoint::Endpoint;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Source};
 use crate::scheduler::{Pick, PickError, PickRequest, SubsetEntry};
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
@@ -44,7 +44,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use futures_util::Stream;
 use infergate_core::headers::{DESTINATION_ENDPOINT, DESTINATION_ENDPOINT_FALLBACKS};
-use infergate_core::openai::{parse_request_capped, ApiKind};
+use infergate_core::openai::{parse_request_capped, ApiKind, BodyError};
 use infergate_core::openai_error::{self, ErrorKind};
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -353,7 +353,8 @@ impl EppSession {
             });
     }
 
-    fn build_request(&self) -> Result<PickRequest, (String, String)> {
+    /// The pick request for what was read; the body's parse error when it is malformed.
+    fn build_request(&self) -> Result<PickRequest, BodyError> {
         let hasher = self.rt.scheduler.hasher();
         let mut req = PickRequest {
             session_key: self.session_key.clone(),
@@ -370,8 +371,7 @@ impl EppSession {
             return Ok(req);
         };
         // Only the hashed window of the prompt is kept; the estimate covers all of it.
-        let parsed = parse_request_capped(api, &self.body, hasher.window_bytes())
-            .map_err(|e| (e.to_string(), String::new()))?;
+        let parsed = parse_request_capped(api, &self.body, hasher.window_bytes())?;
         req.block_hashes = hasher.hashes(&parsed.model, &parsed.prompt.bytes);
         req.prompt_tokens = parsed.estimated_prompt_tokens();
         if req.session_key.is_none() {
@@ -385,13 +385,13 @@ impl EppSession {
         self.decided = true;
         let req = match self.build_request() {
             Ok(r) => r,
-            Err((msg, _)) => {
+            Err(e) => {
                 self.rt.telemetry.record_bad_request("ext_proc");
                 return vec![immediate(
                     400,
                     ErrorKind::BadRequest,
                     "invalid_request",
-                    &msg,
+                    &e.to_string(),
                 )];
             }
         };
@@ -475,7 +475,7 @@ impl EppSession {
             .or_else(from_header)
             .and_then(|s| s.trim().parse::<Endpoint>().ok())
             .unwrap_or(*primary);
-        self.rt.observe_served(&served, hashes, "ext_proc");
+        self.rt.observe_served(&served, hashes, Source::ExtProc);
         self.served = Some(served);
         self.served_reported = true;
     }
@@ -488,7 +488,7 @@ impl EppSession {
             return;
         };
         if !self.served_reported {
-            self.rt.observe_served(&primary, &hashes, "ext_proc");
+            self.rt.observe_served(&primary, &hashes, Source::ExtProc);
             self.served_reported = true;
         }
         let served = self.served.unwrap_or(primary);

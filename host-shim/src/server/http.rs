@@ -11,7 +11,7 @@
 //! | `GET /debug/state` | JSON: config, endpoints with metrics, readiness, dispatch counts, index size |
 
 use super::wire;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Source};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -56,13 +56,13 @@ async fn route(req: Request<Incoming>, rt: &Runtime) -> Response<Body> {
             Err(r) => r,
         },
         (&Method::POST, "/v1/served") => {
-            let api = if req.headers().contains_key(crate::peers::PEER_HEADER) {
-                "peer"
+            let source = if req.headers().contains_key(crate::peers::PEER_HEADER) {
+                Source::Peer
             } else {
-                "http"
+                Source::Http
             };
             match read_body(req).await {
-                Ok(b) => served(&b, rt, api),
+                Ok(b) => served(&b, rt, source),
                 Err(r) => r,
             }
         }
@@ -193,10 +193,10 @@ fn pick(body: &[u8], rt: &Runtime) -> Response<Body> {
     }
 }
 
-fn served(body: &[u8], rt: &Runtime, api: &'static str) -> Response<Body> {
+fn served(body: &[u8], rt: &Runtime, source: Source) -> Response<Body> {
     match wire::decode_served(body) {
         Ok(s) => {
-            if rt.observe_served(&s.endpoint, &s.block_hashes, api) {
+            if rt.observe_served(&s.endpoint, &s.block_hashes, source) {
                 let mut r = Response::new(Body::default());
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
@@ -211,7 +211,7 @@ fn served(body: &[u8], rt: &Runtime, api: &'static str) -> Response<Body> {
             }
         }
         Err(e) => {
-            rt.telemetry.record_served(api, "bad_request");
+            rt.telemetry.record_served(source.api(), "bad_request");
             error(
                 StatusCode::BAD_REQUEST,
                 ErrorKind::BadRequest,

@@ -88,6 +88,35 @@ pub fn encode_request(domain: &str, descriptors: &[Descriptor], hits_addend: u32
     out
 }
 
+/// Why a `RateLimitResponse` could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RlsError {
+    /// A varint runs past the end of the message.
+    TruncatedVarint,
+    /// A varint is longer than 10 bytes.
+    VarintTooLong,
+    /// A length-delimited field's length does not fit in memory.
+    LengthTooLarge,
+    /// A field runs past the end of the message.
+    TruncatedField,
+    /// A field uses a wire type this decoder does not know (groups, or garbage).
+    UnsupportedWireType(u64),
+}
+
+impl std::fmt::Display for RlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TruncatedVarint => f.write_str("truncated varint"),
+            Self::VarintTooLong => f.write_str("varint too long"),
+            Self::LengthTooLarge => f.write_str("length too large"),
+            Self::TruncatedField => f.write_str("truncated field"),
+            Self::UnsupportedWireType(w) => write!(f, "unsupported wire type {w}"),
+        }
+    }
+}
+
+impl std::error::Error for RlsError {}
+
 /// A protobuf reader over one message.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -101,20 +130,20 @@ enum Value<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, String> {
+    fn varint(&mut self) -> Result<u64, RlsError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or("truncated varint")?;
+            let b = *self.buf.get(self.pos).ok_or(RlsError::TruncatedVarint)?;
             self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Ok(v);
             }
         }
-        Err("varint too long".into())
+        Err(RlsError::VarintTooLong)
     }
 
-    fn field(&mut self) -> Result<Option<(u64, Value<'a>)>, String> {
+    fn field(&mut self) -> Result<Option<(u64, Value<'a>)>, RlsError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -126,9 +155,12 @@ impl<'a> Reader<'a> {
                 Value::Skipped
             }
             2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| "length too large")?;
-                let end = self.pos.checked_add(len).ok_or("length overflow")?;
-                let data = self.buf.get(self.pos..end).ok_or("truncated field")?;
+                let len = usize::try_from(self.varint()?).map_err(|_| RlsError::LengthTooLarge)?;
+                let end = self.pos.checked_add(len).ok_or(RlsError::LengthTooLarge)?;
+                let data = self
+                    .buf
+                    .get(self.pos..end)
+                    .ok_or(RlsError::TruncatedField)?;
                 self.pos = end;
                 Value::Bytes(data)
             }
@@ -136,15 +168,15 @@ impl<'a> Reader<'a> {
                 self.skip(4)?;
                 Value::Skipped
             }
-            w => return Err(format!("unsupported wire type {w}")),
+            w => return Err(RlsError::UnsupportedWireType(w)),
         };
         Ok(Some((key >> 3, value)))
     }
 
-    fn skip(&mut self, n: usize) -> Result<(), String> {
-        let end = self.pos.checked_add(n).ok_or("overflow")?;
+    fn skip(&mut self, n: usize) -> Result<(), RlsError> {
+        let end = self.pos.checked_add(n).ok_or(RlsError::TruncatedField)?;
         if end > self.buf.len() {
-            return Err("truncated field".into());
+            return Err(RlsError::TruncatedField);
         }
         self.pos = end;
         Ok(())
@@ -172,7 +204,7 @@ fn unit_secs(v: u64) -> Option<u64> {
     }
 }
 
-fn decode_status(buf: &[u8]) -> Result<DescriptorStatus, String> {
+fn decode_status(buf: &[u8]) -> Result<DescriptorStatus, RlsError> {
     let mut s = DescriptorStatus::default();
     let mut r = Reader { buf, pos: 0 };
     while let Some((field, value)) = r.field()? {
@@ -203,8 +235,8 @@ fn decode_status(buf: &[u8]) -> Result<DescriptorStatus, String> {
     Ok(s)
 }
 
-/// Decodes a `RateLimitResponse`.
-pub fn decode_response(buf: &[u8]) -> Result<Response, String> {
+/// Decodes a `RateLimitResponse`; unknown fields are skipped.
+pub fn decode_response(buf: &[u8]) -> Result<Response, RlsError> {
     let mut overall = Code::Unknown;
     let mut statuses = Vec::new();
     let mut r = Reader { buf, pos: 0 };
@@ -262,10 +294,20 @@ mod tests {
 
     #[test]
     fn rejects_truncated_and_hostile_input() {
-        assert!(decode_response(&[0x12, 50, 1]).is_err());
-        assert!(decode_response(&[0x08]).is_err());
-        assert!(decode_response(&[0x80; 20]).is_err());
-        assert!(decode_response(&[0x0b]).is_err());
+        assert_eq!(
+            decode_response(&[0x12, 50, 1]),
+            Err(RlsError::TruncatedField)
+        );
+        assert_eq!(decode_response(&[0x08]), Err(RlsError::TruncatedVarint));
+        assert_eq!(decode_response(&[0x80; 20]), Err(RlsError::VarintTooLong));
+        assert_eq!(
+            decode_response(&[0x0b]),
+            Err(RlsError::UnsupportedWireType(3))
+        );
+        assert_eq!(
+            decode_response(&[0x0b]).unwrap_err().to_string(),
+            "unsupported wire type 3"
+        );
         assert_eq!(decode_response(&[]).unwrap().overall, Code::Unknown);
     }
 }
