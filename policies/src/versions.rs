@@ -84,10 +84,8 @@ pub fn upgrade(id: &str, kind: &str, api_version: &str, doc: &mut Value) -> Resu
         if let Some(w) = spec.get_mut("when") {
             conditions(w, "spec.when", &patterns).map_err(|(f, m)| err(&f, m))?;
         }
-        if version == "v1beta2" {
-            if spec.contains_key("routeSelectors") {
-                return Err(err("spec.routeSelectors", "`routeSelectors` (kuadrant.io/v1beta2) are not supported: target the HTTPRoute rule with `targetRef.sectionName`".into()));
-            }
+        if version == "v1beta2" && spec.contains_key("routeSelectors") {
+            return Err(err("spec.routeSelectors", "`routeSelectors` (kuadrant.io/v1beta2) are not supported: target the HTTPRoute rule with `targetRef.sectionName`".into()));
         }
     } else if version == "v1beta2" {
         if spec.contains_key("limits") {

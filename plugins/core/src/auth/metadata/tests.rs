@@ -96,7 +96,8 @@ fn failures_leave_the_value_absent_and_are_not_cached() {
     let MetadataStep::Call(call) = m.advance(&mut p, &get, 0) else {
         panic!()
     };
-    let cases: Vec<(Option<u32>, Option<&str>, &[u8], MetadataError)> = vec![
+    type Case<'a> = (Option<u32>, Option<&'a str>, &'a [u8], MetadataError);
+    let cases: Vec<Case> = vec![
         (None, None, b"", MetadataError::Unreachable),
         (
             Some(500),
