@@ -26,7 +26,7 @@ pub enum GlobalRls {
     /// The project's test RLS.
     Test(RlsServer),
     /// Kuadrant's Limitador.
-    Limitador(LimitadorServer),
+    Limitador(Box<LimitadorServer>),
 }
 
 impl GlobalRls {
@@ -38,9 +38,9 @@ impl GlobalRls {
         redis: &RedisServer,
     ) -> Result<Self> {
         Ok(match limitador_bin() {
-            Some(bin) => Self::Limitador(
+            Some(bin) => Self::Limitador(Box::new(
                 LimitadorServer::start(&bin, domain, config, &redis.socket()).await?,
-            ),
+            )),
             None => Self::Test(RlsServer::start(domain, config, redis.socket()).await?),
         })
     }
