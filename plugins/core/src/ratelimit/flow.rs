@@ -7,15 +7,18 @@
 //! (429, 413, 400, 500). When the response ends, token charges settle to the real usage.
 //!
 //! The proxy-wasm adapter (`plugins/ratelimit`) only feeds its callbacks into a [`Flow`] and
-//! carries out the [`Host`] calls; every decision is made here.
+//! carries out the [`Host`] calls (declared in [`super::host`]); every decision is made here.
+//!
+//! Over 500 lines on purpose: the phases and every transition between them are read together
+//! (the mock-host tests are in `flow_tests.rs`).
 
 use super::attrs::RequestAttributes;
 use super::config::{Counts, FailureMode, GlobalConfig, RateLimitConfig};
-use super::counter::CounterStore;
 use super::decision::{Charge, GlobalCall, Limiter, Outcome, RateStatus, TokenEstimate, Usage};
 use super::headers;
+pub use super::host::{Event, Host, Step};
 use super::response::{Settlement, Tracker};
-use super::rls::{self, Descriptor};
+use super::rls;
 use super::verdict::{verdict, Verdict};
 use crate::attributes::Attribute;
 use crate::openai::{
@@ -23,87 +26,6 @@ use crate::openai::{
     UsageInjection, MAX_SUMMARY_PROMPT_BYTES,
 };
 use crate::openai_error::ErrorKind;
-
-/// A counter the flow bumps (the adapter maps each to an Envoy stat).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    /// A request (or one rate limit service call) was within its limits.
-    Allowed,
-    /// A request was answered 429.
-    Limited,
-    /// Limits could not be checked (counters or the rate limit service failed).
-    StoreFailed,
-    /// Token charges were settled to a usage.
-    Settled,
-    /// The gateway asked the model server for a stream usage chunk.
-    UsageInjected,
-    /// The response carried no trustworthy usage: the estimate stays charged.
-    UsageMissing,
-}
-
-/// What the host does with the request after a callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Let the request (or this part of it) go on.
-    Continue,
-    /// Hold it: the flow resumes it or has answered it.
-    Pause,
-}
-
-/// What the flow needs from the proxy, for one request.
-pub trait Host {
-    /// The first value of a request header (pseudo-headers included).
-    fn request_header(&self, name: &str) -> Option<String>;
-    /// Every request header, in order.
-    fn request_headers(&self) -> Vec<(String, String)>;
-    /// Sets (`Some`) or removes (`None`) a request header.
-    fn set_request_header(&mut self, name: &str, value: Option<&str>);
-    /// The first `size` bytes of the buffered request body.
-    fn request_body(&self, size: usize) -> Vec<u8>;
-    /// Replaces the first `old_size` bytes of the buffered request body.
-    fn replace_request_body(&mut self, old_size: usize, body: &[u8]);
-    /// The auth plugin's encoded identity object (filter state), when present.
-    fn identity(&self) -> Option<Vec<u8>>;
-    /// The client's `ip:port`.
-    fn source_address(&self) -> Option<String>;
-    /// Hands the parsed request's summary to later filters (filter state), so the body is
-    /// parsed once.
-    fn publish_summary(&mut self, summary: &[u8]);
-    /// The counter store shared by every worker.
-    fn counters(&self) -> &dyn CounterStore;
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
-    /// Sends one `ShouldRateLimit` call (an encoded `RateLimitRequest`) to `cluster`; the
-    /// call's token, or `None` when it could not be sent. Its answer comes back through
-    /// [`Flow::on_rls_answer`].
-    fn dispatch_rls(&mut self, cluster: &str, message: &[u8], timeout_ms: u64) -> Option<u32>;
-    /// Queues `hits` more units for `descriptors`, sent later by the plugin's timer.
-    fn queue_rls_settlement(&mut self, descriptors: Vec<Descriptor>, hits: u64);
-    /// Answers the request locally with an OpenAI-style error.
-    fn send_error(&mut self, kind: ErrorKind, code: &str, message: &str, extra: &[(&str, &str)]);
-    /// Answers 413: the body is larger than `limit` bytes.
-    fn send_too_large(&mut self, limit: usize);
-    /// Answers 400 with the body parser's OpenAI-style error `body`.
-    fn send_bad_request(&mut self, body: &[u8]);
-    /// Resumes a paused request.
-    fn resume(&mut self);
-    /// The first value of a response header.
-    fn response_header(&self, name: &str) -> Option<String>;
-    /// Sets (`Some`) or removes (`None`) a response header.
-    fn set_response_header(&mut self, name: &str, value: Option<&str>);
-    /// The first `size` bytes of the current response body chunk.
-    fn response_body(&self, size: usize) -> Vec<u8>;
-    /// Replaces the first `size` bytes of the current response body chunk.
-    fn replace_response_body(&mut self, size: usize, body: &[u8]);
-    /// The response's status code, 0 when there was none (stream reset).
-    fn response_code(&self) -> u64;
-    /// Bumps a counter.
-    fn count(&mut self, event: Event);
-    /// Adds one request's usage to its user's and model's usage stats.
-    fn record_usage(&mut self, user: Option<&str>, model: Option<&str>, usage: Usage);
-    /// Logs a warning.
-    fn warn(&mut self, message: &str);
-}
 
 /// The compiled configuration every request of a plugin instance shares.
 pub struct Policy {

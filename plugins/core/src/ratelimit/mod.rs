@@ -13,6 +13,7 @@ pub mod flow;
 #[cfg(test)]
 mod flow_tests;
 pub mod headers;
+pub mod host;
 #[cfg(test)]
 mod mock_host;
 pub mod response;
