@@ -222,6 +222,18 @@ struct UserInfo {
     username: String,
     #[serde(default)]
     groups: Vec<String>,
+    /// `user.extra` (e.g. `scopes.authorization.openshift.io`), kept for identity properties.
+    #[serde(default)]
+    extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Where an accepted review keeps the user's `extra` in [`Identity::properties`] until the
+/// TokenReview method moves it into the `auth.identity` object ([`take_extra`]).
+pub const EXTRA_PROPERTY: &str = "\u{0}user.extra";
+
+/// Removes the TokenReview `user.extra` an accepted review carried, if any.
+pub fn take_extra(identity: &mut Identity) -> Option<serde_json::Value> {
+    identity.properties.remove(EXTRA_PROPERTY)
 }
 
 #[derive(Deserialize, Default)]
@@ -255,11 +267,19 @@ pub fn read_token_review(status: Option<u32>, body: &[u8], audiences: &[String])
     if !audiences.is_empty() && !s.audiences.iter().any(|a| audiences.contains(a)) {
         return Review::Rejected;
     }
-    Review::Accepted(Identity {
+    let mut identity = Identity {
         userid: s.user.username,
         groups: s.user.groups,
         ..Identity::default()
-    })
+    };
+    if !s.user.extra.is_empty() {
+        if let Ok(extra) = serde_json::to_value(&s.user.extra) {
+            identity
+                .properties
+                .insert(EXTRA_PROPERTY.to_string(), extra);
+        }
+    }
+    Review::Accepted(identity)
 }
 
 /// The SubjectAccessReview request body for `identity` on resource `name` in `namespace`.
@@ -309,6 +329,8 @@ pub fn namespace_and_name(path: &str) -> Option<(&str, &str)> {
 struct IdentityRef<'a> {
     userid: &'a str,
     groups: &'a [String],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    properties: &'a std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A cached review answer, as stored in shared data: `<expires> A <identity json>` or
@@ -321,6 +343,7 @@ pub fn encode_entry(expires: u64, review: &Review) -> Option<Vec<u8>> {
                 serde_json::to_vec(&IdentityRef {
                     userid: &id.userid,
                     groups: &id.groups,
+                    properties: &id.properties,
                 })
                 .ok()?,
             );

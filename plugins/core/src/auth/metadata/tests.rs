@@ -473,3 +473,78 @@ mod with_the_authenticator {
         }
     }
 }
+
+mod token_review_extra {
+    use super::*;
+    use crate::auth::decision::Decision;
+    use crate::auth::{AuthConfig, AuthHost, Authenticator, RequestView};
+    use std::rc::Rc;
+
+    struct Req;
+    impl RequestView for Req {
+        fn header_values(&self, name: &str) -> Vec<String> {
+            match name {
+                "authorization" => vec!["Bearer sa-token".into()],
+                _ => Vec::new(),
+            }
+        }
+        fn path(&self) -> String {
+            "/v1/chat/completions".into()
+        }
+        fn host(&self) -> String {
+            "gw".into()
+        }
+    }
+
+    #[derive(Default)]
+    struct Host(Cache);
+    impl AuthHost for Host {
+        fn now(&self) -> u64 {
+            1000
+        }
+        fn key_set(&self, _: &str) -> Option<Rc<crate::auth::jwt::KeySet>> {
+            None
+        }
+        fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
+            self.0.get(key)
+        }
+    }
+
+    #[test]
+    fn user_extra_reaches_identity_properties_and_not_the_identity_object() {
+        let config: AuthConfig = crate::config::parse(
+            json!({
+                "methods": [{"name": "k8s", "kubernetesTokenReview": {"cluster": "kube", "bearerToken": "sa"}}],
+                "identityProperties": {"org": {"selector": "auth.identity.user.extra.org.0"}},
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let auth = Authenticator::new(config);
+        let host = Host::default();
+        let Decision::Review(callout) = auth.authenticate(&Req, &host) else {
+            panic!("expected a TokenReview")
+        };
+        let answer = json!({"kind": "TokenReview", "status": {"authenticated": true,
+            "user": {"username": "system:serviceaccount:a:b", "groups": ["g"],
+                     "extra": {"org": ["acme"], "scopes": ["x", "y"]}}}});
+        let review = auth.read_review(&callout, Some(201), answer.to_string().as_bytes());
+        host.0.put(
+            Authenticator::cache_entry(&callout, &review, 1000)
+                .map(|e| (callout.cache_key.clone(), e)),
+        );
+        let Decision::Allow { identity, .. } = auth.token_reviewed(&Req, &host, &callout, review)
+        else {
+            panic!()
+        };
+        assert_eq!(identity.properties.get("org"), Some(&json!("acme")));
+        assert_eq!(identity.properties.len(), 1, "{:?}", identity.properties);
+        // From the cache: the same.
+        let Decision::Allow { identity, .. } = auth.authenticate(&Req, &host) else {
+            panic!("expected the cached review")
+        };
+        assert_eq!(identity.properties.get("org"), Some(&json!("acme")));
+        assert_eq!(identity.properties.len(), 1);
+    }
+}

@@ -88,8 +88,14 @@ impl AuthMethod for TokenReview {
 
     fn reviewed(&self, _name: &str, review: Review) -> Step {
         match review {
-            Review::Accepted(identity) => {
-                let object = identity::token_review_object(&identity);
+            Review::Accepted(mut identity) => {
+                // `user.extra` belongs to `auth.identity`, not to the identity object the
+                // rate limiter reads (only the AuthPolicy's properties go there).
+                let extra = kube::take_extra(&mut identity);
+                let mut object = identity::token_review_object(&identity);
+                if let (Some(extra), Some(user)) = (extra, object.get_mut("user")) {
+                    user["extra"] = extra;
+                }
                 Step::Accept {
                     identity,
                     object: Some(object),
