@@ -14,7 +14,10 @@
 //! - `anonymous`: its `when` may narrow it by path prefix and host.
 //! - `patternMatching` (one rule): its predicates become one allow rule.
 //!
-//! Everything else (other identity kinds, metadata, callbacks, custom denial responses,
+//! - `metadata.<name>.http`: evaluators the plugin runs after authentication
+//!   ([`crate::metadata`]).
+//!
+//! Everything else (other identity kinds, other metadata kinds, callbacks, custom denial responses,
 //! policy-level `when`, OR-ed conditions) is an error naming the field.
 
 use crate::cel::{compile_predicate, Predicate};
