@@ -17,10 +17,14 @@ use jwks::{JwksCache, JwksFetcher};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 const PLUGIN: &str = "infergate-auth";
+
+/// Longest a denied request's answer waits for the rest of its body (see
+/// [`infergate_core::auth::flow::Phase::Draining`]); checked on the root context's timer.
+const DRAIN_TIMEOUT_MS: u64 = 2000;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -80,11 +84,16 @@ impl Metrics {
     }
 }
 
+/// A request whose answer waits for its body: context id, deadline (ms), its flow.
+type Draining = (u32, u64, Weak<RefCell<AuthFlow>>);
+
 /// What every HTTP context of this VM shares.
 struct Shared {
     auth: Authenticator,
     metrics: Metrics,
     jwks: RefCell<JwksCache>,
+    /// Requests whose answer waits for the rest of the body: context, deadline (ms), flow.
+    draining: RefCell<Vec<Draining>>,
 }
 
 #[derive(Default)]
@@ -124,18 +133,24 @@ impl RootContext for AuthRoot {
         };
         let auth = Authenticator::new(config);
         self.fetcher = JwksFetcher::new(auth.jwks_fetches.clone());
-        if !auth.jwks_fetches.is_empty() {
+        if auth.hold.allowed() {
+            self.set_tick_period(Duration::from_millis(500));
+        } else if !auth.jwks_fetches.is_empty() {
             self.set_tick_period(Duration::from_secs(1));
         }
         self.shared = Some(Rc::new(Shared {
             auth,
             metrics: Metrics::define(),
             jwks: RefCell::new(JwksCache::default()),
+            draining: RefCell::default(),
         }));
         true
     }
 
     fn on_tick(&mut self) {
+        if let Some(shared) = &self.shared {
+            answer_overdue(shared);
+        }
         let now = host::now_secs();
         for (cluster, headers, timeout, index) in self.fetcher.due(now) {
             let hs: Vec<(&str, &str)> = headers
@@ -154,10 +169,12 @@ impl RootContext for AuthRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(AuthFilter {
             shared: self.shared.clone(),
-            flow: AuthFlow::new(),
+            context_id,
+            flow: Rc::default(),
+            armed: false,
         }))
     }
 
@@ -191,6 +208,9 @@ impl FlowHost for WasmHost<'_> {
     fn request_body(&self, size: usize) -> Vec<u8> {
         host::request_body(size)
     }
+    fn discard_request_body(&self, size: usize) {
+        host::discard_request_body(size);
+    }
     fn dispatch(&self, call: &Callout) -> Option<u32> {
         host::dispatch(call)
     }
@@ -214,16 +234,67 @@ impl FlowHost for WasmHost<'_> {
     }
 }
 
-/// One request: the shared configuration and the request's flow.
-struct AuthFilter {
-    shared: Option<Rc<Shared>>,
-    flow: AuthFlow,
+/// Answers the draining requests whose deadline passed (from the root context's timer).
+fn answer_overdue(shared: &Shared) {
+    let now = host::now_millis();
+    let overdue: Vec<_> = {
+        let mut draining = shared.draining.borrow_mut();
+        let (due, keep) = draining
+            .drain(..)
+            .partition(|(_, deadline, _)| *deadline <= now);
+        *draining = keep;
+        due
+    };
+    for (context_id, _, flow) in overdue {
+        let Some(cell) = flow.upgrade() else { continue };
+        if let Ok(mut flow) = cell.try_borrow_mut() {
+            if flow.is_draining() && host::act_for(context_id) {
+                flow.on_timeout(&WasmHost(shared));
+            }
+        };
+    }
 }
 
-fn action(next: Next) -> Action {
+/// One request: the shared configuration and the request's flow (shared with the root
+/// context's timer while an answer waits for the body).
+struct AuthFilter {
+    shared: Option<Rc<Shared>>,
+    context_id: u32,
+    flow: Rc<RefCell<AuthFlow>>,
+    /// The draining timer is set.
+    armed: bool,
+}
+
+impl AuthFilter {
+    /// Runs one step of the flow, then sets the draining timer if the answer now waits.
+    /// `None` if the flow is busy (a re-entered callback, which Envoy does not do).
+    fn step<T>(
+        &mut self,
+        shared: &Shared,
+        f: impl FnOnce(&mut AuthFlow, &WasmHost) -> T,
+    ) -> Option<T> {
+        let Ok(mut flow) = self.flow.try_borrow_mut() else {
+            return None;
+        };
+        let out = f(&mut flow, &WasmHost(shared));
+        if flow.is_draining() && !self.armed {
+            self.armed = true;
+            let deadline = host::now_millis().saturating_add(DRAIN_TIMEOUT_MS);
+            let weak = Rc::downgrade(&self.flow);
+            shared
+                .draining
+                .borrow_mut()
+                .push((self.context_id, deadline, weak));
+        }
+        Some(out)
+    }
+}
+
+/// Envoy's answer to a filter callback (`None`: the flow was busy; hold the request).
+fn action(next: Option<Next>) -> Action {
     match next {
-        Next::Continue => Action::Continue,
-        Next::Pause => Action::Pause,
+        Some(Next::Continue) => Action::Continue,
+        Some(Next::Pause) | None => Action::Pause,
     }
 }
 
@@ -239,12 +310,15 @@ impl Context for AuthFilter {
             return;
         };
         let (status, body) = glue::call_response(self, size);
-        self.flow
-            .on_answer(&shared.auth, &WasmHost(&shared), token, status, &body);
+        self.step(&shared, |flow, host| {
+            flow.on_answer(&shared.auth, host, token, status, &body)
+        });
     }
 
     fn on_done(&mut self) -> bool {
-        self.flow.on_done();
+        if let Ok(mut flow) = self.flow.try_borrow_mut() {
+            flow.on_done();
+        }
         true
     }
 }
@@ -261,19 +335,17 @@ impl HttpContext for AuthFilter {
             );
             return Action::Pause;
         };
-        action(
-            self.flow
-                .on_headers(&shared.auth, &WasmHost(&shared), end_of_stream),
-        )
+        action(self.step(&shared, |flow, host| {
+            flow.on_headers(&shared.auth, host, end_of_stream)
+        }))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
-        action(
-            self.flow
-                .on_body(&shared.auth, &WasmHost(&shared), body_size, end_of_stream),
-        )
+        action(self.step(&shared, |flow, host| {
+            flow.on_body(&shared.auth, host, body_size, end_of_stream)
+        }))
     }
 }

@@ -46,6 +46,25 @@ pub fn request_body(size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Drops the first `size` bytes of the buffered request body.
+pub fn discard_request_body(size: usize) {
+    let _ = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, &[]);
+}
+
+/// Milliseconds since the Unix epoch by the host's clock (0 if it cannot be read).
+pub fn now_millis() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Makes `context_id` the context later host calls act on (a root context's timer acting
+/// for a request); `false` if that context is gone.
+pub fn act_for(context_id: u32) -> bool {
+    hostcalls::set_effective_context(context_id).is_ok()
+}
+
 /// A shared-data value.
 pub fn shared_get(key: &str) -> Option<Vec<u8>> {
     hostcalls::get_shared_data(key).ok().and_then(|(v, _)| v)

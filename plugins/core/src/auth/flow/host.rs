@@ -62,6 +62,9 @@ pub trait FlowHost {
     /// Sends `call` through its Envoy cluster; the call's token, or `None` when it cannot be
     /// sent (unknown cluster).
     fn dispatch(&self, call: &Callout) -> Option<u32>;
+    /// Drops the first `size` bytes of the buffered request body (a denied request's body is
+    /// read to its end, not kept).
+    fn discard_request_body(&self, size: usize);
     /// A shared-data value (shared by the workers of this VM).
     fn shared_get(&self, key: &str) -> Option<Vec<u8>>;
     /// Writes a shared-data value (failures are ignored: a cache entry is an optimisation).

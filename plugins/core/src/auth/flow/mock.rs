@@ -28,6 +28,8 @@ pub struct MockHost {
     pub sent: RefCell<Vec<Callout>>,
     /// The filter-state identity object.
     pub identity: RefCell<Option<Vec<u8>>>,
+    /// Body bytes dropped, per call.
+    pub discarded: RefCell<Vec<usize>>,
     /// Local answers sent.
     pub replies: RefCell<Vec<LocalReply>>,
     /// How often the request was resumed.
@@ -110,6 +112,10 @@ impl FlowHost for MockHost {
         let mut sent = self.sent.borrow_mut();
         sent.push(call.clone());
         u32::try_from(sent.len()).ok()
+    }
+
+    fn discard_request_body(&self, size: usize) {
+        self.discarded.borrow_mut().push(size);
     }
 
     fn shared_get(&self, key: &str) -> Option<Vec<u8>> {

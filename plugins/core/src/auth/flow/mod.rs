@@ -120,6 +120,20 @@ pub enum Phase {
     },
     /// Allowed: the request goes on upstream.
     Forwarded,
+    /// Denied while the client is still sending its body: the answer goes out once the body
+    /// has been read (and dropped), after more than the body limit, or when the adapter's
+    /// timer fires ([`AuthFlow::on_timeout`]). Answering first makes Envoy reset the rest of
+    /// the HTTP/2 stream (`RST_STREAM NO_ERROR`, which RFC 9113 §8.1 allows), and clients
+    /// still uploading then report a stream error instead of the answer (curl 7.88:
+    /// `curl: (92) Stream error in the HTTP/2 framing layer`). Only in hold mode: without it
+    /// Envoy delivers no body to a filter that paused the headers, and letting the headers
+    /// go on would send an unauthenticated request upstream.
+    Draining {
+        /// The answer.
+        reply: LocalReply,
+        /// Body bytes dropped so far.
+        drained: usize,
+    },
     /// Answered locally, or the stream ended: nothing more happens.
     Answered,
 }
@@ -177,6 +191,7 @@ impl AuthFlow {
         let awaiting_body = match self.phase {
             Phase::AwaitingBody => true,
             Phase::AwaitingCallout { .. } => false,
+            Phase::Draining { .. } => return self.drain(auth, host, size, end_of_stream),
             _ => return Next::Continue,
         };
         if size > auth.max_body_bytes() {
@@ -310,7 +325,7 @@ impl AuthFlow {
                 self.identity = Some(identity);
                 self.authorize(auth, host, None)
             }
-            Decision::Deny(d) => self.deny(host, &d),
+            Decision::Deny(d) => self.deny(auth, host, &d),
             Decision::Review(c) => self.dispatch(auth, host, c),
         }
     }
@@ -340,7 +355,7 @@ impl AuthFlow {
                 self.phase = Phase::Forwarded;
                 Next::Continue
             }
-            Authorization::Deny(d) => self.deny(host, &d),
+            Authorization::Deny(d) => self.deny(auth, host, &d),
             Authorization::Review(c) => self.dispatch(auth, host, c),
             Authorization::NeedModel => {
                 self.phase = Phase::AwaitingBody;
@@ -373,7 +388,7 @@ impl AuthFlow {
         self.authorize(auth, host, Some(&model))
     }
 
-    fn deny(&mut self, host: &dyn FlowHost, denial: &Denial) -> Next {
+    fn deny(&mut self, auth: &Authenticator, host: &dyn FlowHost, denial: &Denial) -> Next {
         host.count(Stat::Denied(denial.reason));
         let mut headers = Vec::new();
         if let Some(w) = &denial.www_authenticate {
@@ -382,14 +397,58 @@ impl AuthFlow {
         if denial.kind == ErrorKind::Unavailable {
             headers.push(("retry-after", "1".to_string()));
         }
-        self.phase = Phase::Answered;
-        host.send_reply(&LocalReply {
+        let reply = LocalReply {
             kind: denial.kind,
             code: denial.code,
             message: denial.message.to_string(),
             headers,
-        });
+        };
+        // The client is still sending its body and the body callbacks will come (hold mode):
+        // read the rest before answering, see [`Phase::Draining`].
+        if self.body_complete.is_none() && auth.hold.allowed() {
+            self.phase = Phase::Draining { reply, drained: 0 };
+            return Next::Pause;
+        }
+        self.phase = Phase::Answered;
+        host.send_reply(&reply);
         Next::Pause
+    }
+
+    /// The answer waits while the rest of the body is read and dropped.
+    fn drain(
+        &mut self,
+        auth: &Authenticator,
+        host: &dyn FlowHost,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Next {
+        let Phase::Draining { drained, .. } = &mut self.phase else {
+            return Next::Continue;
+        };
+        host.discard_request_body(size);
+        *drained = drained.saturating_add(size);
+        if end_of_stream || *drained > auth.max_body_bytes() {
+            self.answer_now(host);
+        }
+        Next::Pause
+    }
+
+    /// The draining timer fired: answer now, whatever is left of the body.
+    pub fn on_timeout(&mut self, host: &dyn FlowHost) {
+        if self.is_draining() {
+            self.answer_now(host);
+        }
+    }
+
+    /// Whether an answer waits for the rest of the body (the adapter arms a timer for it).
+    pub fn is_draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining { .. })
+    }
+
+    fn answer_now(&mut self, host: &dyn FlowHost) {
+        if let Phase::Draining { reply, .. } = std::mem::replace(&mut self.phase, Phase::Answered) {
+            host.send_reply(&reply);
+        }
     }
 
     /// A state that cannot happen; fail closed.

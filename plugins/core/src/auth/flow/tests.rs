@@ -270,3 +270,80 @@ fn callout_answer_that_needs_the_body_resumes_only_in_no_hold_mode() {
         assert_eq!(host.counted(Stat::Allowed), 1);
     }
 }
+
+#[test]
+fn hold_mode_reads_the_rest_of_a_denied_body_before_answering() {
+    let a =
+        keys(json!({"authorization": {"maxBodyBytes": 100}, "allowOnHeadersStopIteration": true}));
+    let host = post(Some("wrong"));
+    let mut flow = AuthFlow::new();
+    assert_eq!(flow.on_headers(&a, &host, false), Next::Pause);
+    assert!(flow.is_draining());
+    assert_eq!(host.replied(), None, "answered before the body was read");
+    assert_eq!(host.counted(Stat::Denied("invalid_credential")), 1);
+    assert_eq!(flow.on_body(&a, &host, 40, false), Next::Pause);
+    assert_eq!(flow.on_body(&a, &host, 30, false), Next::Pause);
+    assert_eq!(host.replied(), None);
+    assert_eq!(flow.on_body(&a, &host, 20, true), Next::Pause);
+    assert_eq!(host.replied(), Some(401));
+    assert_eq!(*host.discarded.borrow(), vec![40, 30, 20]);
+    assert_eq!(flow.phase(), &Phase::Answered);
+    // A body without end gets its answer once more than the limit was read…
+    let host = post(None);
+    let mut flow = AuthFlow::new();
+    flow.on_headers(&a, &host, false);
+    flow.on_body(&a, &host, 60, false);
+    assert_eq!(host.replied(), None);
+    flow.on_body(&a, &host, 60, false);
+    assert_eq!(host.replied(), Some(401));
+    assert_eq!(flow.on_body(&a, &host, 60, true), Next::Continue);
+    // …or when the adapter's timer fires, once.
+    let host = post(None);
+    let mut flow = AuthFlow::new();
+    flow.on_headers(&a, &host, false);
+    flow.on_timeout(&host);
+    assert_eq!(host.replied(), Some(401));
+    flow.on_timeout(&host);
+    assert_eq!(host.replies.borrow().len(), 1);
+    // A stream cut while draining answers nothing.
+    let host = post(None);
+    let mut flow = AuthFlow::new();
+    flow.on_headers(&a, &host, false);
+    flow.on_done();
+    flow.on_timeout(&host);
+    assert_eq!(host.replied(), None);
+}
+
+#[test]
+fn without_hold_or_without_a_body_the_answer_is_immediate() {
+    // No-hold mode: no body callback would come after pausing the headers.
+    let a = keys(json!({}));
+    let host = post(None);
+    let mut flow = AuthFlow::new();
+    assert_eq!(flow.on_headers(&a, &host, false), Next::Pause);
+    assert_eq!(host.replied(), Some(401));
+    // Hold mode, request without a body.
+    let a = keys(json!({"allowOnHeadersStopIteration": true}));
+    let host = post(None);
+    let mut flow = AuthFlow::new();
+    assert_eq!(flow.on_headers(&a, &host, true), Next::Pause);
+    assert_eq!(host.replied(), Some(401));
+    assert!(!flow.is_draining());
+}
+
+#[test]
+fn a_rejection_after_a_callout_drains_what_is_left_of_the_body() {
+    let a = auth(json!({
+        "methods": [{"name": "k8s", "kubernetesTokenReview": {"cluster": "kube", "bearerToken": "sa"}}],
+        "allowOnHeadersStopIteration": true
+    }));
+    let host = post(Some("t"));
+    let mut flow = AuthFlow::new();
+    assert_eq!(flow.on_headers(&a, &host, false), Next::Pause);
+    assert_eq!(flow.on_body(&a, &host, 10, false), Next::Pause);
+    flow.on_answer(&a, &host, 1, Some(201), TOKEN_NO);
+    assert!(flow.is_draining());
+    assert_eq!(host.resumed.get(), 0);
+    assert_eq!(flow.on_body(&a, &host, 10, true), Next::Pause);
+    assert_eq!(host.replied(), Some(401));
+}
