@@ -43,24 +43,84 @@ pub enum Attribute {
 /// Longest attribute name accepted.
 const MAX_ATTRIBUTE_LEN: usize = 256;
 
+/// Why an attribute name or a predicate is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeError {
+    /// The name is longer than the limit.
+    TooLong,
+    /// `[…]` without a quoted key in this path.
+    UnquotedKey(String),
+    /// A quoted key that never ends, in this path.
+    UnterminatedKey(String),
+    /// A quoted key not followed by `]`, in this path.
+    MissingBracket(String),
+    /// Not a dotted attribute path.
+    NotAPath(String),
+    /// `auth.identity` without a property.
+    IdentityAlone,
+    /// Not a known attribute.
+    Unknown(String),
+    /// A predicate nested too deep or with too many tests.
+    TooDeep,
+    /// A node mixing `all` / `any` / `not` / `attribute`.
+    MixedNode,
+    /// A node with nothing in it.
+    EmptyNode,
+    /// A test without `attribute`.
+    NoAttribute,
+    /// `split` with an empty separator.
+    EmptySplit,
+    /// A test with no or several comparisons.
+    NotOneTest,
+}
+
+impl std::fmt::Display for AttributeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLong => write!(f, "attribute names are at most {MAX_ATTRIBUTE_LEN} bytes"),
+            Self::UnquotedKey(src) => write!(f, "`[…]` in `{src}` needs a quoted key"),
+            Self::UnterminatedKey(src) => write!(f, "unterminated key in `{src}`"),
+            Self::MissingBracket(src) => write!(f, "expected `]` in `{src}`"),
+            Self::NotAPath(src) => write!(f, "`{src}` is not an attribute path"),
+            Self::IdentityAlone => f.write_str("`auth.identity` alone is not an attribute; name a property (`auth.identity.tier`)"),
+            Self::Unknown(name) => write!(f, "unknown attribute `{name}` (known: auth.identity.<property>, request.path, request.url_path, request.query, request.method, request.host, request.headers['<name>'], source.address, source.remote_address, model)"),
+            Self::TooDeep => write!(f, "a predicate is at most {MAX_DEPTH} levels and {MAX_NODES} tests deep"),
+            Self::MixedNode => f.write_str("a node is exactly one of `all`, `any`, `not`, or an `attribute` test"),
+            Self::EmptyNode => f.write_str("empty node"),
+            Self::NoAttribute => f.write_str("`attribute` (or `all` / `any` / `not`) is required"),
+            Self::EmptySplit => f.write_str("`split` needs a non-empty separator"),
+            Self::NotOneTest => f.write_str("exactly one of `eq`, `neq`, `startsWith`, `endsWith`, `contains`, `in`, `exists`, `lt`, `le`, `gt`, `ge` is required"),
+        }
+    }
+}
+
+impl std::error::Error for AttributeError {}
+
+/// For callers that report errors as text (the policy translator's CEL compiler).
+impl From<AttributeError> for String {
+    fn from(e: AttributeError) -> Self {
+        e.to_string()
+    }
+}
+
 /// Splits `a.b['c'].d` into `["a", "b", "c", "d"]`.
-fn path_segments(src: &str) -> Result<Vec<String>, String> {
+fn path_segments(src: &str) -> Result<Vec<String>, AttributeError> {
     let mut out = Vec::new();
     let mut rest = src;
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('[') {
             let quote = r.chars().next().filter(|c| *c == '\'' || *c == '"');
             let Some(q) = quote else {
-                return Err(format!("`[…]` in `{src}` needs a quoted key"));
+                return Err(AttributeError::UnquotedKey(src.to_string()));
             };
             let body = &r[1..];
             let end = body
                 .find(q)
-                .ok_or_else(|| format!("unterminated key in `{src}`"))?;
+                .ok_or_else(|| AttributeError::UnterminatedKey(src.to_string()))?;
             out.push(body[..end].to_string());
             rest = body[end + 1..]
                 .strip_prefix(']')
-                .ok_or_else(|| format!("expected `]` in `{src}`"))?;
+                .ok_or_else(|| AttributeError::MissingBracket(src.to_string()))?;
         } else {
             let r = rest.strip_prefix('.').unwrap_or(rest);
             let end = r.find(['.', '[']).unwrap_or(r.len());
@@ -70,7 +130,7 @@ fn path_segments(src: &str) -> Result<Vec<String>, String> {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
-                return Err(format!("`{src}` is not an attribute path"));
+                return Err(AttributeError::NotAPath(src.to_string()));
             }
             out.push(seg.to_string());
             rest = &r[end..];
@@ -81,12 +141,10 @@ fn path_segments(src: &str) -> Result<Vec<String>, String> {
 
 impl Attribute {
     /// Parses an attribute name.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, AttributeError> {
         let name = name.trim();
         if name.len() > MAX_ATTRIBUTE_LEN {
-            return Err(format!(
-                "attribute names are at most {MAX_ATTRIBUTE_LEN} bytes"
-            ));
+            return Err(AttributeError::TooLong);
         }
         let short = name.strip_prefix("auth.").unwrap_or(name);
         Ok(match short {
@@ -103,7 +161,7 @@ impl Attribute {
                 if let Some(p) = other.strip_prefix("identity") {
                     let path = path_segments(p)?;
                     if path.is_empty() {
-                        return Err("`auth.identity` alone is not an attribute; name a property (`auth.identity.tier`)".into());
+                        return Err(AttributeError::IdentityAlone);
                     }
                     return Ok(Self::Identity(path));
                 }
@@ -121,7 +179,7 @@ impl Attribute {
                     });
                 match header.and_then(crate::headers::normalize_header_name) {
                     Some(h) => Self::Header(h),
-                    None => return Err(format!("unknown attribute `{name}` (known: auth.identity.<property>, request.path, request.url_path, request.query, request.method, request.host, request.headers['<name>'], source.address, source.remote_address, model)")),
+                    None => return Err(AttributeError::Unknown(name.to_string())),
                 }
             }
         })
@@ -247,26 +305,26 @@ fn compare(a: &str, b: &str) -> std::cmp::Ordering {
 
 impl Predicate {
     /// Compiles a predicate tree.
-    pub fn compile(c: &PredicateConfig) -> Result<Self, String> {
+    pub fn compile(c: &PredicateConfig) -> Result<Self, AttributeError> {
         let mut nodes = 0;
         Self::compile_at(c, 0, &mut nodes)
     }
 
-    fn compile_at(c: &PredicateConfig, depth: usize, nodes: &mut usize) -> Result<Self, String> {
+    fn compile_at(
+        c: &PredicateConfig,
+        depth: usize,
+        nodes: &mut usize,
+    ) -> Result<Self, AttributeError> {
         *nodes += 1;
         if depth > MAX_DEPTH || *nodes > MAX_NODES {
-            return Err(format!(
-                "a predicate is at most {MAX_DEPTH} levels and {MAX_NODES} tests deep"
-            ));
+            return Err(AttributeError::TooDeep);
         }
         let groups = usize::from(c.all.is_some())
             + usize::from(c.any.is_some())
             + usize::from(c.not.is_some());
         if groups > 0 {
             if groups > 1 || c.attribute.is_some() {
-                return Err(
-                    "a node is exactly one of `all`, `any`, `not`, or an `attribute` test".into(),
-                );
+                return Err(AttributeError::MixedNode);
             }
             let list = |v: &Vec<PredicateConfig>, nodes: &mut usize| {
                 v.iter()
@@ -277,11 +335,11 @@ impl Predicate {
                 (Some(v), _, _) => Self::All(list(v, nodes)?),
                 (_, Some(v), _) => Self::Any(list(v, nodes)?),
                 (_, _, Some(n)) => Self::Not(Box::new(Self::compile_at(n, depth + 1, nodes)?)),
-                _ => return Err("empty node".into()),
+                _ => return Err(AttributeError::EmptyNode),
             });
         }
         let Some(name) = &c.attribute else {
-            return Err("`attribute` (or `all` / `any` / `not`) is required".into());
+            return Err(AttributeError::NoAttribute);
         };
         let attribute = Attribute::parse(name)?;
         let mut tests = Vec::new();
@@ -309,7 +367,7 @@ impl Predicate {
             tests.push(Test::Exists(v));
         }
         if c.split.as_deref() == Some("") {
-            return Err("`split` needs a non-empty separator".into());
+            return Err(AttributeError::EmptySplit);
         }
         match (tests.pop(), tests.is_empty()) {
             (Some(test), true) => Ok(Self::Test(Box::new(Leaf {
@@ -318,7 +376,7 @@ impl Predicate {
                 size: c.size,
                 test,
             }))),
-            _ => Err("exactly one of `eq`, `neq`, `startsWith`, `endsWith`, `contains`, `in`, `exists`, `lt`, `le`, `gt`, `ge` is required".into()),
+            _ => Err(AttributeError::NotOneTest),
         }
     }
 
@@ -436,7 +494,9 @@ mod tests {
     }
 
     fn pred(json: &str) -> Result<Predicate, String> {
-        Predicate::compile(&serde_json::from_str(json).map_err(|e| e.to_string())?)
+        Ok(Predicate::compile(
+            &serde_json::from_str(json).map_err(|e| e.to_string())?,
+        )?)
     }
 
     fn eval(json: &str) -> Option<bool> {

@@ -280,14 +280,17 @@ fn compile_limit(l: &LimitConfig) -> Result<Limit, ConfigError> {
         .iter()
         .enumerate()
         .map(|(j, c)| {
-            Attribute::parse(c).map_err(|m| ConfigError::new(format!("counters[{j}]"), m))
+            Attribute::parse(c)
+                .map_err(|m| ConfigError::new(format!("counters[{j}]"), m.to_string()))
         })
         .collect::<Result<_, _>>()?;
     let when = l
         .when
         .iter()
         .enumerate()
-        .map(|(j, p)| Predicate::compile(p).map_err(|m| ConfigError::new(format!("when[{j}]"), m)))
+        .map(|(j, p)| {
+            Predicate::compile(p).map_err(|m| ConfigError::new(format!("when[{j}]"), m.to_string()))
+        })
         .collect::<Result<_, _>>()?;
     Ok(Limit {
         name: l.name.clone(),
