@@ -44,6 +44,11 @@ fn usage_json(prompt: u64, completion: u64) -> String {
     )
 }
 
+/// Answers 200 with a JSON body holding `usage` and ends the stream.
+fn respond_json(flow: &mut Flow, host: &mut MockHost, p: &Policy, usage: &str) {
+    respond(flow, host, p, 200, "application/json", &[usage]);
+}
+
 /// Encodes a `RateLimitResponse`: overall code and one status per descriptor
 /// `(code, requests_per_unit, unit, remaining)` (unit 2 = minute).
 fn rls_answer(overall: u8, statuses: &[(u8, u8, u8, u8)]) -> Vec<u8> {
@@ -92,7 +97,11 @@ fn request_limit_allows_then_answers_429() {
     assert_eq!(flow.on_request_body(&mut host, &p, 10, true), Step::Pause);
     // Another user has their own counter.
     let mut bob = host.next(
-        &[(":method", "GET"), (":path", "/"), ("x-infergate-user", "bob")],
+        &[
+            (":method", "GET"),
+            (":path", "/"),
+            ("x-infergate-user", "bob"),
+        ],
         "",
     );
     assert_eq!(send(&mut Flow::new(), &mut bob, &p), Step::Continue);
@@ -121,14 +130,7 @@ fn token_usage_below_the_estimate_is_refunded() {
         "estimate {estimate} includes the 100-token cap"
     );
     assert!(host.summary.is_some(), "the parse is handed on");
-    respond(
-        &mut flow,
-        &mut host,
-        &p,
-        200,
-        "application/json",
-        &[&usage_json(5, 10)],
-    );
+    respond_json(&mut flow, &mut host, &p, &usage_json(5, 10));
     assert_eq!(charged(&host, "alice"), 15);
     assert!(matches!(flow.phase(), Phase::Settled));
     assert_eq!(host.counted(Event::Settled), 1);
@@ -141,19 +143,16 @@ fn token_usage_above_the_estimate_is_charged() {
     let mut flow = Flow::new();
     assert_eq!(send(&mut flow, &mut host, &p), Step::Continue);
     let estimate = charged(&host, "alice");
-    respond(
-        &mut flow,
-        &mut host,
-        &p,
-        200,
-        "application/json",
-        &[&usage_json(900, 100)],
-    );
+    respond_json(&mut flow, &mut host, &p, &usage_json(900, 100));
     assert!(estimate < 1000);
     assert_eq!(charged(&host, "alice"), 1000);
     // The budget is now spent down to 9000: a request whose estimate does not fit is refused.
     let mut next = host.next(
-        &[(":method", "POST"), (":path", CHAT), ("x-infergate-user", "alice")],
+        &[
+            (":method", "POST"),
+            (":path", CHAT),
+            ("x-infergate-user", "alice"),
+        ],
         &chat("").replace("100", "9500"),
     );
     let mut flow = Flow::new();
@@ -174,7 +173,11 @@ fn response_without_usage_keeps_the_estimate_and_errors_charge_nothing() {
     assert!(host.warnings[0].contains("no usage"), "{:?}", host.warnings);
 
     let mut host = host.next(
-        &[(":method", "POST"), (":path", CHAT), ("x-infergate-user", "alice")],
+        &[
+            (":method", "POST"),
+            (":path", CHAT),
+            ("x-infergate-user", "alice"),
+        ],
         &chat(""),
     );
     let mut flow = Flow::new();
@@ -421,14 +424,7 @@ fn global_token_usage_above_the_estimate_is_queued() {
     assert_eq!(send(&mut flow, &mut host, &p), Step::Pause);
     flow.on_rls_answer(&mut host, &p, 1, 0, Some(rls_answer(1, &[(1, 100, 3, 50)])));
     assert_eq!(host.resumed, 1);
-    respond(
-        &mut flow,
-        &mut host,
-        &p,
-        200,
-        "application/json",
-        &[&usage_json(2000, 500)],
-    );
+    respond_json(&mut flow, &mut host, &p, &usage_json(2000, 500));
     assert_eq!(host.queued.len(), 1);
     let (descriptors, extra) = host.queued[0].clone();
     assert_eq!(descriptors[0][0], ("limit".to_string(), "tok".to_string()));
@@ -439,14 +435,7 @@ fn global_token_usage_above_the_estimate_is_queued() {
     let mut flow = Flow::new();
     send(&mut flow, &mut host, &p);
     flow.on_rls_answer(&mut host, &p, 1, 0, Some(rls_answer(1, &[(1, 100, 3, 50)])));
-    respond(
-        &mut flow,
-        &mut host,
-        &p,
-        200,
-        "application/json",
-        &[&usage_json(1, 1)],
-    );
+    respond_json(&mut flow, &mut host, &p, &usage_json(1, 1));
     assert!(host.queued.is_empty());
 }
 
@@ -456,14 +445,7 @@ fn nothing_configured_passes_untouched() {
     let mut host = MockHost::post(CHAT, "alice", &chat(""));
     let mut flow = Flow::new();
     assert_eq!(send(&mut flow, &mut host, &p), Step::Continue);
-    respond(
-        &mut flow,
-        &mut host,
-        &p,
-        200,
-        "application/json",
-        &[&usage_json(1, 1)],
-    );
+    respond_json(&mut flow, &mut host, &p, &usage_json(1, 1));
     assert!(host.events.is_empty());
     assert!(host.summary.is_none());
 }
