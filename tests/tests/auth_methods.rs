@@ -15,11 +15,8 @@ use infergate_core::auth::jwt::Alg;
 use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 const ISSUER: &str = "https://idp.test";
@@ -27,158 +24,13 @@ const AUDIENCE: &str = "infergate";
 const SA_TOKEN: &str = "sa-token-of-the-gateway";
 
 // ---------------------------------------------------------------------------------------------
-// A minimal HTTP/1.1 server for the stand-ins (JWKS endpoint, kube-apiserver).
+// The stand-ins (JWKS endpoint, kube-apiserver): the fault suites' switchable HTTP stub.
 
-/// One request the stand-in received.
-#[derive(Debug, Clone)]
-struct StubRequest {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
+#[allow(dead_code)]
+#[path = "fault_kit/http_stub.rs"]
+mod http_stub;
 
-impl StubRequest {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-/// What the stand-in answers: status, JSON body, delay before answering.
-#[derive(Clone)]
-struct StubResponse {
-    status: u16,
-    body: Value,
-    delay: Duration,
-}
-
-type Handler = Arc<dyn Fn(&StubRequest) -> StubResponse + Send + Sync>;
-
-struct Stub {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<StubRequest>>>,
-    handler: Arc<Mutex<Handler>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Stub {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Stub {
-    async fn start(handler: Handler) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler = Arc::new(Mutex::new(handler));
-        let (reqs, h) = (requests.clone(), handler.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let (reqs, h) = (reqs.clone(), h.clone());
-                tokio::spawn(async move {
-                    while let Some(req) = read_request(&mut conn).await {
-                        reqs.lock().unwrap().push(req.clone());
-                        let handler = h.lock().unwrap().clone();
-                        let resp = handler(&req);
-                        tokio::time::sleep(resp.delay).await;
-                        let body = resp.body.to_string();
-                        let head = format!(
-                            "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                            resp.status,
-                            body.len()
-                        );
-                        if conn.write_all(head.as_bytes()).await.is_err()
-                            || conn.write_all(body.as_bytes()).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Ok(Self {
-            addr,
-            requests,
-            handler,
-            task,
-        })
-    }
-
-    fn set(&self, handler: Handler) {
-        *self.handler.lock().unwrap() = handler;
-    }
-
-    fn requests(&self) -> Vec<StubRequest> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    fn cluster(&self, name: &str) -> ClusterSpec {
-        ClusterSpec {
-            name: name.to_string(),
-            addresses: vec![self.addr],
-            http2: false,
-        }
-    }
-}
-
-async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<StubRequest> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some(StubRequest {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
-fn respond(status: u16, body: Value) -> StubResponse {
-    StubResponse {
-        status,
-        body,
-        delay: Duration::ZERO,
-    }
-}
+use http_stub::{respond, HttpStub as Stub, StubRequest, StubResponse};
 
 // ---------------------------------------------------------------------------------------------
 // Gateways and requests.

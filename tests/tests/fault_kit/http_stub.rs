@@ -3,6 +3,7 @@
 //! to an error status or a delay, counting every request it received and every answer it
 //! finished sending.
 
+use infergate_e2e::envoy::ClusterSpec;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,6 +136,15 @@ impl HttpStub {
     /// Answers written completely so far (a caller that gave up may have closed first).
     pub fn answered(&self) -> u64 {
         self.answered.load(Ordering::Relaxed)
+    }
+
+    /// An HTTP/1.1 Envoy cluster `name` pointing at this stub.
+    pub fn cluster(&self, name: &str) -> ClusterSpec {
+        ClusterSpec {
+            name: name.to_string(),
+            addresses: vec![self.addr],
+            http2: false,
+        }
     }
 }
 
