@@ -12,11 +12,11 @@ mod common;
 use common::*;
 use infergate_core::auth::jwt::testing::{self, TestKey};
 use infergate_core::auth::jwt::Alg;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, RouteSpec, WasmFilter, MODEL_CLUSTER};
+use infergate_e2e::envoy::{ClusterSpec, Envoy, RouteSpec, MODEL_CLUSTER};
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 const ISSUER: &str = "https://idp.test";
@@ -35,25 +35,13 @@ use http_stub::{respond, HttpStub as Stub, StubRequest, StubResponse};
 // ---------------------------------------------------------------------------------------------
 // Gateways and requests.
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 fn claims(sub: &str) -> Value {
     json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "groups": ["premium", "staff"],
-           "iat": now(), "nbf": now() - 10, "exp": now() + 600})
+           "iat": unix_now(), "nbf": unix_now() - 10, "exp": unix_now() + 600})
 }
 
 async fn gateway(pod: &Upstream, auth: Value, clusters: Vec<ClusterSpec>) -> anyhow::Result<Envoy> {
-    let mut spec = GatewaySpec::default()
-        .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
-        .with_filter(WasmFilter::plugin(
-            "affinity",
-            json!({"endpoints": [pod.addr.to_string()]}).to_string(),
-        )?);
+    let mut spec = auth_to_pod(&auth, pod.addr)?;
     spec.clusters = clusters;
     // The guide's route: `/<namespace>/<model>/…` has its prefix stripped before the pod.
     spec.routes = vec![
@@ -152,9 +140,9 @@ async fn jwt_with_inline_jwks_accepts_each_algorithm_and_refuses_bad_tokens() ->
 
     // Everything below is refused with the same 401 that reveals nothing.
     let mut expired = claims("alice");
-    expired["exp"] = json!(now() - 60);
+    expired["exp"] = json!(unix_now() - 60);
     let mut early = claims("alice");
-    early["nbf"] = json!(now() + 600);
+    early["nbf"] = json!(unix_now() + 600);
     let mut wrong_iss = claims("alice");
     wrong_iss["iss"] = json!("https://evil.test");
     let mut wrong_aud = claims("alice");

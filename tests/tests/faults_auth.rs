@@ -17,13 +17,13 @@ use fault_kit::http_stub::{respond, HttpStub, StubRequest, StubResponse};
 use fault_kit::Relay;
 use infergate_core::auth::jwt::testing::{self, TestKey};
 use infergate_core::auth::jwt::Alg;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, WasmFilter};
+use infergate_e2e::envoy::{ClusterSpec, Envoy};
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 const ISSUER: &str = "https://idp.test";
@@ -32,19 +32,12 @@ const SA_TOKEN: &str = "sa-token-of-the-gateway";
 /// Requests per burst.
 const N: usize = 12;
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 /// A token for a new subject each call, so no worker has verified it before.
 fn fresh_token(key: TestKey, alg: Alg, kid: &str) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let sub = format!("user-{}", SEQ.fetch_add(1, Ordering::Relaxed));
     let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub,
-        "iat": now(), "nbf": now() - 10, "exp": now() + 600});
+        "iat": unix_now(), "nbf": unix_now() - 10, "exp": unix_now() + 600});
     testing::sign(key, alg, Some(kid), &claims)
 }
 
@@ -61,12 +54,7 @@ fn cluster(name: &str, addr: SocketAddr) -> ClusterSpec {
 }
 
 async fn gateway(pod: &Upstream, auth: Value, clusters: Vec<ClusterSpec>) -> anyhow::Result<Envoy> {
-    let mut spec = GatewaySpec::default()
-        .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
-        .with_filter(WasmFilter::plugin(
-            "affinity",
-            json!({"endpoints": [pod.addr.to_string()]}).to_string(),
-        )?);
+    let mut spec = auth_to_pod(&auth, pod.addr)?;
     spec.clusters = clusters;
     Envoy::start(&spec).await
 }

@@ -41,6 +41,28 @@ pub fn with_chain(
         .with_filter(WasmFilter::plugin("affinity", affinity.to_string())?))
 }
 
+/// `GatewaySpec::default()` with the auth plugin (`auth`) in front of the affinity plugin
+/// pinned to the one `pod`: the chain the auth suites run.
+pub fn auth_to_pod(
+    auth: &serde_json::Value,
+    pod: std::net::SocketAddr,
+) -> anyhow::Result<GatewaySpec> {
+    Ok(GatewaySpec::default()
+        .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
+        .with_filter(WasmFilter::plugin(
+            "affinity",
+            serde_json::json!({"endpoints": [pod.to_string()]}).to_string(),
+        )?))
+}
+
+/// Seconds since the Unix epoch (JWT `iat`/`nbf`/`exp`).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
 /// A chat completion request body.
 pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
     serde_json::json!({
