@@ -24,6 +24,6 @@ pub mod paths;
 pub mod redis;
 pub mod rls;
 pub mod tier_service;
-pub mod token_review;
 pub mod tls;
+pub mod token_review;
 pub mod upstream;

@@ -113,10 +113,8 @@ impl Runtime {
         } else {
             self.scheduler.observe_served(endpoint, hashes)
         };
-        self.telemetry.record_served(
-            source.api(),
-            if known { "ok" } else { "unknown_endpoint" },
-        );
+        self.telemetry
+            .record_served(source.api(), if known { "ok" } else { "unknown_endpoint" });
         if known && source != Source::Peer {
             if let Some(peers) = self.peers.get() {
                 peers.send(crate::server::wire::encode_served(endpoint, hashes).into());

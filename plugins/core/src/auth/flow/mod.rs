@@ -88,12 +88,10 @@ impl AuthHost for Via<'_> {
 
     fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
         let value = self.0.shared_get(key);
-        let live = value
-            .as_deref()
-            .is_some_and(|v| {
-                kube::decode_entry(v, self.0.now()).is_some()
-                    || super::metadata::decode_entry(v, self.0.now()).is_some()
-            });
+        let live = value.as_deref().is_some_and(|v| {
+            kube::decode_entry(v, self.0.now()).is_some()
+                || super::metadata::decode_entry(v, self.0.now()).is_some()
+        });
         self.0.count(if live {
             Stat::CacheHit
         } else {
