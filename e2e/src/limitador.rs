@@ -182,6 +182,10 @@ impl LimitadorServer {
             .arg("127.0.0.1")
             .arg("--http-port")
             .arg(self.http.port().to_string())
+            // X-RateLimit-{Limit,Remaining,Reset} in `response_headers_to_add` (its answers
+            // carry no descriptor statuses); the ratelimit plugin passes them on.
+            .arg("--rate-limit-headers")
+            .arg("DRAFT_VERSION_03")
             .arg(self.limits_file())
             .arg("redis")
             .arg(&self.redis_url)

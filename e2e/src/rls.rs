@@ -6,6 +6,8 @@
 //! …]` counts against every rate of limit `name`, keyed by its values. Counting follows
 //! Limitador's Redis storage (a counter per key, `INCRBY`, expiring one window after its first
 //! hit), and one Lua script checks every counter of a request and increments all or none.
+//! Answers carry descriptor statuses and, like Limitador started with `--rate-limit-headers
+//! DRAFT_VERSION_03`, `X-RateLimit-*` in `response_headers_to_add`.
 //!
 //! (The `limitador` crate itself was the first choice, but its published versions 0.12–0.14 do
 //! not compile with Redis storage unless RocksDB disk storage is built too — `storage/keys.rs`
@@ -13,6 +15,7 @@
 
 use crate::redis::{RedisClient, Reply};
 use anyhow::Result;
+use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
     rate_limit::Unit, Code, DescriptorStatus, RateLimit,
 };
@@ -62,6 +65,8 @@ struct Service {
 /// One counter touched by a request.
 struct Counter {
     descriptor: usize,
+    /// The limit's name.
+    name: String,
     key: String,
     limit: u64,
     window_ms: u64,
@@ -91,6 +96,7 @@ impl Service {
             for (j, (max, window_ms)) in limit.rates.iter().enumerate() {
                 out.push(Counter {
                     descriptor: i,
+                    name: name.clone(),
                     key: format!("{}|{name}|{j}|{}", self.domain, values.join("\u{1f}")),
                     limit: *max,
                     window_ms: *window_ms,
@@ -176,6 +182,8 @@ impl RateLimitService for Service {
             })
             .collect();
         let mut tightest: Vec<Option<u64>> = vec![None; statuses.len()];
+        // (remaining, limit, window s, reset s, name) of every counter, for the headers.
+        let mut seen: Vec<(u64, u64, u64, u64, &str)> = Vec::new();
         for (c, row) in counters.iter().zip(&rows) {
             let Reply::Array(f) = row else { continue };
             let (over, value, pttl) = (
@@ -184,6 +192,12 @@ impl RateLimitService for Service {
                 f.get(2).map_or(-1, int),
             );
             let remaining = c.limit.saturating_sub(u64::try_from(value).unwrap_or(0));
+            let reset = if pttl > 0 {
+                u64::try_from((pttl + 999) / 1000).unwrap_or(0)
+            } else {
+                c.window_ms / 1000
+            };
+            seen.push((remaining, c.limit, c.window_ms / 1000, reset, &c.name));
             let Some(s) = statuses.get_mut(c.descriptor) else {
                 continue;
             };
@@ -216,9 +230,37 @@ impl RateLimitService for Service {
         Ok(tonic::Response::new(RateLimitResponse {
             overall_code: overall as i32,
             statuses,
+            response_headers_to_add: draft03_headers(seen),
             ..Default::default()
         }))
     }
+}
+
+/// `X-RateLimit-*` as Limitador's `--rate-limit-headers DRAFT_VERSION_03` writes them
+/// (`CheckResult::response_header`): counters sorted by remaining; the tightest one's limit
+/// followed by `, <limit>;w=<window s>;name="<name>"` per counter, its remaining and its reset
+/// in seconds.
+fn draft03_headers(mut counters: Vec<(u64, u64, u64, u64, &str)>) -> Vec<HeaderValue> {
+    counters.sort_by_key(|c| c.0);
+    let Some(&(remaining, limit, _, reset, _)) = counters.first() else {
+        return Vec::new();
+    };
+    let mut all = limit.to_string();
+    for (_, l, w, _, name) in &counters {
+        all.push_str(&format!(", {l};w={w};name=\"{}\"", name.replace('"', "'")));
+    }
+    [
+        ("X-RateLimit-Limit", all),
+        ("X-RateLimit-Remaining", remaining.to_string()),
+        ("X-RateLimit-Reset", reset.to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| HeaderValue {
+        key: key.to_string(),
+        value,
+        ..Default::default()
+    })
+    .collect()
 }
 
 /// A running rate limit service; stops when dropped.

@@ -20,6 +20,9 @@ use std::time::Duration;
 
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 
+/// `X-RateLimit-Limit` for `per-user` (Limitador's draft-03 format, names included).
+const LIMIT_HEADER: &str = "10, 10;w=3600;name=\"per-user\"";
+
 fn ratelimit_config(failure_mode: &str) -> Value {
     json!({
         "limits": [{"name": "per-user", "rates": [{"limit": 10, "window": "1h"}],
@@ -78,14 +81,28 @@ async fn two_envoys_share_one_budget_exactly() -> anyhow::Result<()> {
         format!("{}/v1/chat/completions", a.http_url()),
         format!("{}/v1/chat/completions", b.http_url()),
     ];
-    let codes = if rls.is_limitador() {
+    // An allowed answer carries the service's draft-03 `X-RateLimit-*` headers (Limitador
+    // answers no statuses; the test RLS sends both).
+    let first = http_client()
+        .post(&urls[0])
+        .bearer_auth("alice-key")
+        .json(&chat_body(MODEL, false))
+        .send()
+        .await?;
+    assert_eq!(first.status(), 200, "{}", a.log());
+    assert_eq!(first.headers()["x-ratelimit-limit"], LIMIT_HEADER);
+    assert_eq!(first.headers()["x-ratelimit-remaining"], "9");
+    let reset: u64 = first.headers()["x-ratelimit-reset"].to_str()?.parse()?;
+    assert!((1..=3600).contains(&reset), "{reset}");
+    let mut codes = vec![200];
+    codes.extend(if rls.is_limitador() {
         // Limitador's Redis storage reads the counters, then increments them in separate
         // commands: concurrent calls all pass the read (global_limitador.rs measures it), so
         // its budget is exact for calls that do not overlap.
-        sequential(&urls, "alice-key", 32).await
+        sequential(&urls, "alice-key", 31).await
     } else {
-        burst(&urls, "alice-key", 32).await
-    };
+        burst(&urls, "alice-key", 31).await
+    });
     let ok = codes.iter().filter(|c| **c == 200).count();
     let limited = codes.iter().filter(|c| **c == 429).count();
     assert_eq!((ok, limited), (10, 22), "{codes:?}\n{}", a.log());
@@ -110,11 +127,16 @@ async fn two_envoys_share_one_budget_exactly() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-ratelimit-limit"], LIMIT_HEADER);
+    assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(r.headers().get_all("retry-after").iter().count(), 1);
     if rls.is_limitador() {
-        // Limitador answers no descriptor statuses (only the overall code, and draft-03
-        // headers in `response_headers_to_add` when started with `--rate-limit-headers`),
-        // so the plugin knows neither the limit nor the reset: Retry-After is its 1 s floor.
-        assert_eq!(r.headers()["retry-after"], "1");
+        // Limitador answers no descriptor statuses, only the overall code and (started with
+        // `--rate-limit-headers DRAFT_VERSION_03`) its headers: the plugin passes them on and
+        // takes Retry-After from `X-RateLimit-Reset`; it renders none of its own.
+        assert_eq!(r.headers()["retry-after"], r.headers()["x-ratelimit-reset"]);
+        let retry: u64 = r.headers()["retry-after"].to_str()?.parse()?;
+        assert!((1..=3600).contains(&retry), "{retry}");
         assert!(r.headers().get("x-ratelimit-limit-requests").is_none());
         return Ok(());
     }

@@ -107,6 +107,8 @@ pub struct Flow {
     phase: Phase,
     /// Status of the applied rates, for the response headers.
     status: Vec<RateStatus>,
+    /// Global mode: headers the rate limit service asked to add (checked, first name wins).
+    service_headers: Vec<(String, String)>,
     /// Local charges to settle.
     charges: Vec<Charge>,
     /// Global mode: this request's rate limit service calls.
@@ -235,15 +237,20 @@ impl Flow {
             Counts::Requests
         };
         match verdict(grpc_status, body, &call.descriptors, counts) {
-            Verdict::Ok(status) => {
+            Verdict::Ok { status, headers } => {
                 host.count(Event::Allowed);
                 self.status.extend(status);
+                self.add_service_headers(headers);
             }
             Verdict::OverLimit {
                 name,
                 retry_after_secs,
                 status,
+                headers,
             } => {
+                // The over-limit call's headers come first: they describe the limit hit.
+                let earlier = std::mem::replace(&mut self.service_headers, headers);
+                self.add_service_headers(earlier);
                 let limited = Outcome::Limited {
                     name,
                     retry_after_secs,
@@ -272,8 +279,12 @@ impl Flow {
     /// The response headers arrived: add the rate-limit headers, and start following the
     /// body when token charges settle to its usage.
     pub fn on_response_headers(&mut self, host: &mut dyn Host, policy: &Policy) {
-        for (k, v) in headers::render(policy.config.response_headers, &self.status) {
-            host.set_response_header(&k, Some(&v));
+        let own = headers::render(policy.config.response_headers, &self.status);
+        for (k, v) in own
+            .iter()
+            .chain(headers::without(&self.service_headers, &own))
+        {
+            host.set_response_header(k, Some(v));
         }
         if self.counts_tokens(policy) {
             let content_type = host.response_header("content-type").unwrap_or_default();
@@ -324,6 +335,15 @@ impl Flow {
         self.settle(host, policy, settlement);
     }
 
+    /// Keeps the service's `headers` whose names are not kept yet.
+    fn add_service_headers(&mut self, headers: Vec<(String, String)>) {
+        for (k, v) in headers {
+            if !self.service_headers.iter().any(|(n, _)| *n == k) {
+                self.service_headers.push((k, v));
+            }
+        }
+    }
+
     /// Whether this request carries token charges to settle (or usage to record).
     fn counts_tokens(&self, policy: &Policy) -> bool {
         self.charges.iter().any(|c| c.counts == Counts::Tokens)
@@ -349,9 +369,14 @@ impl Flow {
                 self.phase = Phase::Answered;
                 host.count(Event::Limited);
                 let retry = retry_after_secs.to_string();
-                let rendered = headers::render(policy.config.response_headers, &status);
-                let mut extra: Vec<(&str, &str)> = vec![("retry-after", retry.as_str())];
-                extra.extend(rendered.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let mut own = vec![("retry-after".to_string(), retry.clone())];
+                own.extend(headers::render(policy.config.response_headers, &status));
+                let service = headers::without(&self.service_headers, &own);
+                let extra: Vec<(&str, &str)> = own
+                    .iter()
+                    .chain(service)
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 let message =
                     format!("Rate limit `{name}` exceeded; retry after {retry_after_secs} s.");
                 host.send_error(

@@ -449,3 +449,113 @@ fn nothing_configured_passes_untouched() {
     assert!(host.events.is_empty());
     assert!(host.summary.is_none());
 }
+
+/// Limitador's answer with `--rate-limit-headers DRAFT_VERSION_03`: no statuses, headers only.
+fn limitador_answer(code: rls::Code, remaining: &str) -> Vec<u8> {
+    rls::encode_response_with_headers(
+        code,
+        &[
+            ("X-RateLimit-Limit", "5, 5;w=60"),
+            ("X-RateLimit-Remaining", remaining),
+            ("X-RateLimit-Reset", "42"),
+            ("Connection", "close"),
+        ],
+    )
+}
+
+#[test]
+fn service_headers_reach_an_allowed_response() {
+    let p = global("deny");
+    let mut host = get_alice();
+    let mut flow = Flow::new();
+    send(&mut flow, &mut host, &p);
+    flow.on_rls_answer(
+        &mut host,
+        &p,
+        1,
+        0,
+        Some(limitador_answer(rls::Code::Ok, "4")),
+    );
+    assert_eq!(host.resumed, 1);
+    host.response_headers
+        .push(("x-ratelimit-remaining".into(), "upstream".into()));
+    respond(&mut flow, &mut host, &p, 200, "application/json", &["{}"]);
+    assert_eq!(
+        host.response_header_value("x-ratelimit-limit").as_deref(),
+        Some("5, 5;w=60")
+    );
+    assert_eq!(
+        host.response_header_value("x-ratelimit-remaining")
+            .as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        host.response_header_value("x-ratelimit-reset").as_deref(),
+        Some("42")
+    );
+    // Hop-by-hop names never pass; without statuses the plugin has no draft headers.
+    assert_eq!(host.response_header_value("connection"), None);
+    assert_eq!(host.response_header_value("ratelimit"), None);
+}
+
+#[test]
+fn service_headers_reach_the_429_and_give_its_retry_after() {
+    let p = global("deny");
+    let mut host = get_alice();
+    let mut flow = Flow::new();
+    send(&mut flow, &mut host, &p);
+    flow.on_rls_answer(
+        &mut host,
+        &p,
+        1,
+        0,
+        Some(limitador_answer(rls::Code::OverLimit, "0")),
+    );
+    let reply = host.reply.clone().unwrap();
+    assert_eq!(reply.status, 429);
+    let h = |name: &str| {
+        reply
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(h("retry-after"), ["42"]);
+    assert_eq!(h("x-ratelimit-limit"), ["5, 5;w=60"]);
+    assert_eq!(h("x-ratelimit-remaining"), ["0"]);
+    assert_eq!(h("x-ratelimit-reset"), ["42"]);
+    assert!(h("connection").is_empty());
+}
+
+#[test]
+fn the_plugins_own_headers_win_over_the_service() {
+    let p = global("deny");
+    let mut host = get_alice();
+    let mut flow = Flow::new();
+    send(&mut flow, &mut host, &p);
+    // Statuses and headers, the service repeating the plugin's own names.
+    let mut answer = rls_answer(2, &[(2, 5, 2, 0)]);
+    let extra = rls::encode_response_with_headers(
+        rls::Code::OverLimit,
+        &[
+            ("Retry-After", "1"),
+            ("RateLimit", "bogus"),
+            ("X-Extra", "y"),
+        ],
+    );
+    answer.extend(&extra[2..]);
+    flow.on_rls_answer(&mut host, &p, 1, 0, Some(answer));
+    let reply = host.reply.clone().unwrap();
+    let values = |name: &str| {
+        reply
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(values("retry-after"), ["60"]);
+    assert_eq!(values("ratelimit"), ["\"per-user\";r=0;t=60"]);
+    assert_eq!(values("x-extra"), ["y"]);
+}

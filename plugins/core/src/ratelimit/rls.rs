@@ -7,7 +7,12 @@
 //! `Entry { key = 1; value = 2; }`; `RateLimitResponse { Code overall_code = 1; repeated
 //! DescriptorStatus statuses = 2; … }`, `DescriptorStatus { Code code = 1; RateLimit
 //! current_limit = 2; uint32 limit_remaining = 3; Duration duration_until_reset = 4; }`,
-//! `RateLimit { uint32 requests_per_unit = 1; Unit unit = 2; string name = 3; }`.
+//! `RateLimit { uint32 requests_per_unit = 1; Unit unit = 2; string name = 3; }`; and the
+//! response's `repeated HeaderValue response_headers_to_add = 3` (`HeaderValue { string key = 1;
+//! string value = 2; bytes raw_value = 3; }`), which Limitador fills with `X-RateLimit-*` when
+//! started with `--rate-limit-headers DRAFT_VERSION_03` (it sends no statuses). These are
+//! bounded: at most [`MAX_HEADERS`] are kept, and entries that are too long, not UTF-8 or
+//! malformed are skipped (they are advisory; a bad one never fails the verdict).
 
 /// gRPC service of the rate limit service.
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
@@ -51,7 +56,19 @@ pub struct Response {
     pub overall: Code,
     /// Per-descriptor statuses, in request order.
     pub statuses: Vec<DescriptorStatus>,
+    /// `response_headers_to_add`, as sent (names not checked here; see
+    /// [`super::headers::from_service`]).
+    pub headers: Vec<(String, String)>,
 }
+
+/// Most `response_headers_to_add` entries kept; later ones are ignored.
+pub const MAX_HEADERS: usize = 16;
+
+/// Longest header name kept, in bytes.
+pub const MAX_HEADER_NAME: usize = 128;
+
+/// Longest header value kept, in bytes.
+pub const MAX_HEADER_VALUE: usize = 1024;
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -235,19 +252,75 @@ fn decode_status(buf: &[u8]) -> Result<DescriptorStatus, RlsError> {
     Ok(s)
 }
 
+/// Decodes one `HeaderValue`: `None` when malformed, oversized, not UTF-8 or without a key.
+/// `raw_value` is used when `value` is empty (Envoy's newer senders use it).
+fn decode_header(buf: &[u8]) -> Option<(String, String)> {
+    let mut key: Option<&[u8]> = None;
+    let mut value: &[u8] = &[];
+    let mut raw: &[u8] = &[];
+    let mut r = Reader { buf, pos: 0 };
+    while let Some((field, v)) = r.field().ok()? {
+        match (field, v) {
+            (1, Value::Bytes(b)) => key = Some(b),
+            (2, Value::Bytes(b)) => value = b,
+            (3, Value::Bytes(b)) => raw = b,
+            _ => {}
+        }
+    }
+    let key = key.filter(|k| !k.is_empty() && k.len() <= MAX_HEADER_NAME)?;
+    let value = if value.is_empty() { raw } else { value };
+    if value.len() > MAX_HEADER_VALUE {
+        return None;
+    }
+    Some((
+        String::from_utf8(key.to_vec()).ok()?,
+        String::from_utf8(value.to_vec()).ok()?,
+    ))
+}
+
 /// Decodes a `RateLimitResponse`; unknown fields are skipped.
 pub fn decode_response(buf: &[u8]) -> Result<Response, RlsError> {
     let mut overall = Code::Unknown;
     let mut statuses = Vec::new();
+    let mut headers = Vec::new();
     let mut r = Reader { buf, pos: 0 };
     while let Some((field, value)) = r.field()? {
         match (field, value) {
             (1, Value::Varint(v)) => overall = code(v),
             (2, Value::Bytes(b)) => statuses.push(decode_status(b)?),
+            (3, Value::Bytes(b)) if headers.len() < MAX_HEADERS => {
+                if let Some(h) = decode_header(b) {
+                    headers.push(h);
+                }
+            }
             _ => {}
         }
     }
-    Ok(Response { overall, statuses })
+    Ok(Response {
+        overall,
+        statuses,
+        headers,
+    })
+}
+
+/// Encodes a `RateLimitResponse` with `overall` and `response_headers_to_add` only (no
+/// statuses), as Limitador answers; for tests and test services.
+pub fn encode_response_with_headers(overall: Code, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let code = match overall {
+        Code::Unknown => 0,
+        Code::Ok => 1,
+        Code::OverLimit => 2,
+    };
+    varint(&mut out, 1 << 3);
+    varint(&mut out, code);
+    for (k, v) in headers {
+        let mut h = Vec::new();
+        bytes_field(&mut h, 1, k.as_bytes());
+        bytes_field(&mut h, 2, v.as_bytes());
+        bytes_field(&mut out, 3, &h);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -309,5 +382,84 @@ mod tests {
             "unsupported wire type 3"
         );
         assert_eq!(decode_response(&[]).unwrap().overall, Code::Unknown);
+    }
+
+    #[test]
+    fn decodes_response_headers_to_add() {
+        let buf = encode_response_with_headers(
+            Code::OverLimit,
+            &[
+                ("X-RateLimit-Limit", "5, 5;w=60"),
+                ("X-RateLimit-Remaining", "0"),
+                ("X-RateLimit-Reset", "42"),
+            ],
+        );
+        let r = decode_response(&buf).unwrap();
+        assert_eq!(r.overall, Code::OverLimit);
+        assert!(r.statuses.is_empty());
+        assert_eq!(
+            r.headers,
+            vec![
+                ("X-RateLimit-Limit".into(), "5, 5;w=60".into()),
+                ("X-RateLimit-Remaining".into(), "0".into()),
+                ("X-RateLimit-Reset".into(), "42".into()),
+            ]
+        );
+        // raw_value (field 3) stands in for an empty value.
+        let h = [0x0a, 1, b'a', 0x1a, 2, b'o', b'k'];
+        let mut buf = vec![0x08, 1, 0x1a, h.len() as u8];
+        buf.extend_from_slice(&h);
+        assert_eq!(
+            decode_response(&buf).unwrap().headers,
+            vec![("a".into(), "ok".into())]
+        );
+    }
+
+    #[test]
+    fn bounds_and_skips_hostile_headers() {
+        // Too many: only MAX_HEADERS are kept.
+        let many: Vec<(String, String)> = (0..100).map(|i| (format!("h{i}"), "v".into())).collect();
+        let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = decode_response(&encode_response_with_headers(Code::Ok, &refs)).unwrap();
+        assert_eq!(r.headers.len(), MAX_HEADERS);
+        assert_eq!(r.headers[0].0, "h0");
+        // Oversized name or value, empty name: skipped, the rest kept.
+        let long_name = "n".repeat(MAX_HEADER_NAME + 1);
+        let long_value = "v".repeat(MAX_HEADER_VALUE + 1);
+        let buf = encode_response_with_headers(
+            Code::Ok,
+            &[
+                (&long_name, "v"),
+                ("big", &long_value),
+                ("", "v"),
+                ("ok", "1"),
+            ],
+        );
+        let r = decode_response(&buf).unwrap();
+        assert_eq!(r.overall, Code::Ok);
+        assert_eq!(r.headers, vec![("ok".into(), "1".into())]);
+        // Not UTF-8, and a header whose own bytes are garbage (truncated inner field,
+        // wire type 3): skipped without failing the answer.
+        let mut buf = vec![0x08, 1];
+        for h in [
+            vec![0x0a, 2, 0xff, 0xfe, 0x12, 1, b'v'],
+            vec![0x0a, 50, b'a'],
+            vec![0x0b, 0x0a, 1, b'a'],
+        ] {
+            buf.extend([0x1a, h.len() as u8]);
+            buf.extend(h);
+        }
+        let r = decode_response(&buf).unwrap();
+        assert_eq!((r.overall, r.headers.len()), (Code::Ok, 0));
+        // A header field running past the message is a truncated answer.
+        assert_eq!(
+            decode_response(&[0x08, 1, 0x1a, 9, 0x0a]),
+            Err(RlsError::TruncatedField)
+        );
+        // A header field with the wrong wire type is ignored.
+        assert_eq!(
+            decode_response(&[0x08, 1, 0x18, 5]).unwrap().headers.len(),
+            0
+        );
     }
 }

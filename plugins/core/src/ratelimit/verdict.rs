@@ -7,13 +7,19 @@
 
 use super::config::Counts;
 use super::decision::RateStatus;
+use super::headers;
 use super::rls::{self, Code, Descriptor};
 
 /// What a `ShouldRateLimit` answer means for the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Within every limit.
-    Ok(Vec<RateStatus>),
+    Ok {
+        /// Status per descriptor.
+        status: Vec<RateStatus>,
+        /// The service's `response_headers_to_add`, checked ([`headers::from_service`]).
+        headers: Vec<(String, String)>,
+    },
     /// Over a limit.
     OverLimit {
         /// Name of a limit that was hit.
@@ -22,12 +28,16 @@ pub enum Verdict {
         retry_after_secs: u64,
         /// Status per descriptor.
         status: Vec<RateStatus>,
+        /// The service's `response_headers_to_add`, checked ([`headers::from_service`]).
+        headers: Vec<(String, String)>,
     },
     /// The service failed or answered garbage.
     Failed,
 }
 
-/// Interprets a response for the `descriptors` that were sent.
+/// Interprets a response for the `descriptors` that were sent. Without descriptor statuses
+/// (Limitador sends none), `Retry-After` comes from the service's `X-RateLimit-Reset` header
+/// (seconds, as Limitador's `DRAFT_VERSION_03` headers give it), else 1 s.
 pub fn verdict(
     grpc_status: u32,
     body: Option<Vec<u8>>,
@@ -57,25 +67,38 @@ pub fn verdict(
             })
         })
         .collect();
+    let headers = headers::from_service(&resp.headers);
     match resp.overall {
-        Code::Ok => Verdict::Ok(status),
+        Code::Ok => Verdict::Ok { status, headers },
         Code::OverLimit => {
             let hit = resp
                 .statuses
                 .iter()
                 .zip(descriptors)
                 .find(|(s, _)| s.code == Some(Code::OverLimit));
-            let name = hit
-                .and_then(|(_, d)| d.first().map(|(_, v)| v.clone()))
+            // Without statuses, a single descriptor is the one that was hit.
+            let only = match descriptors {
+                [only] => Some(only),
+                _ => None,
+            };
+            let hit_descriptor = hit.map(|(_, d)| d).or(only);
+            let name = hit_descriptor
+                .and_then(|d| d.first().map(|(_, v)| v.clone()))
                 .unwrap_or_default();
+            let service_reset = headers
+                .iter()
+                .find(|(n, _)| n == "x-ratelimit-reset")
+                .and_then(|(_, v)| v.parse::<u64>().ok());
             let retry_after_secs = hit
                 .and_then(|(s, _)| s.reset_secs.or(s.unit_secs))
+                .or(service_reset)
                 .unwrap_or(1)
                 .max(1);
             Verdict::OverLimit {
                 name,
                 retry_after_secs,
                 status,
+                headers,
             }
         }
         Code::Unknown => Verdict::Failed,
