@@ -16,15 +16,17 @@
 //! requests in flight per endpoint follows the streams.
 
 mod filter;
+mod host;
 
 use filter::AffinityFilter;
+use infergate_core::affinity::flow::{Policy, ServedReport};
 use infergate_core::affinity::AffinityConfig;
 use infergate_core::endpoint::Endpoint;
 use infergate_core::pick_wire::encode_served;
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
@@ -67,19 +69,9 @@ pub(crate) struct Metrics {
     pub reports_dropped: Option<u32>,
 }
 
-/// The endpoint that served a request, and the request's prefix hashes.
-pub(crate) struct ServedReport {
-    pub endpoint: String,
-    pub hashes: Vec<u64>,
-    /// A completion report (the request ended) rather than a served report.
-    pub completed: bool,
-}
-
 /// What every request context of this VM shares.
 pub(crate) struct Shared {
-    pub config: AffinityConfig,
-    pub endpoints: Vec<Endpoint>,
-    pub next: Cell<usize>,
+    pub policy: Policy,
     pub metrics: Metrics,
     reports: RefCell<VecDeque<ServedReport>>,
 }
@@ -119,7 +111,7 @@ impl Context for AffinityRoot {
         let Some(shim) = self
             .shared
             .as_ref()
-            .and_then(|s| s.config.host_shim.clone())
+            .and_then(|s| s.policy.config.host_shim.clone())
         else {
             return;
         };
@@ -162,9 +154,7 @@ impl RootContext for AffinityRoot {
             self.set_tick_period(REPORT_PERIOD);
         }
         self.shared = Some(Rc::new(Shared {
-            endpoints: config.parsed_endpoints(),
-            config,
-            next: Cell::new(0),
+            policy: Policy::new(config),
             metrics,
             reports: RefCell::new(VecDeque::new()),
         }));
@@ -175,7 +165,7 @@ impl RootContext for AffinityRoot {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let Some(shim) = &shared.config.host_shim else {
+        let Some(shim) = &shared.policy.config.host_shim else {
             return;
         };
         self.ticks = self.ticks.wrapping_add(1);

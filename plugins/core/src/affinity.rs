@@ -1,4 +1,12 @@
-//! The `affinity` plugin's configuration and its prefix-affinity key.
+//! The `affinity` plugin's configuration, its prefix-affinity key, and its per-request
+//! [`flow`] (driven through the [`host::Host`] trait by the proxy-wasm adapter).
+
+pub mod flow;
+#[cfg(test)]
+mod flow_tests;
+pub mod host;
+#[cfg(test)]
+mod mock_host;
 
 use crate::config::{ConfigError, Validate};
 use crate::endpoint::Endpoint;

@@ -1,0 +1,90 @@
+//! What the affinity [`Flow`](super::flow::Flow) needs from the proxy: the [`Host`] trait the
+//! proxy-wasm adapter implements (and a test-only mock host in unit tests), the counters it
+//! bumps, the reports it queues and the step it answers each callback with.
+
+use crate::openai_error::ErrorKind;
+
+/// A counter the flow bumps (the adapter maps each to an Envoy stat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A destination was set (any way).
+    Pick,
+    /// A destination was chosen from the prompt prefix (hashing or host-shim).
+    PrefixPick,
+    /// host-shim chose the destination.
+    ShimPick,
+    /// host-shim could not be asked or did not answer usefully.
+    Fallback,
+    /// The client sent a destination header of its own; it was removed.
+    Spoofed,
+    /// The request body could not be parsed (answered 400).
+    ParseError,
+    /// The rate-limit filter's parse of the body was reused.
+    ParseReused,
+    /// The body is larger than allowed (answered 413).
+    TooLarge,
+}
+
+/// What the host does with the request after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Let the request (or this part of it) go on.
+    Continue,
+    /// Hold it: the flow resumes it or has answered it.
+    Pause,
+}
+
+/// The endpoint that served a request (or the one picked for it), and the request's prefix
+/// hashes, for host-shim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedReport {
+    /// `ip:port` of the endpoint.
+    pub endpoint: String,
+    /// The request's prompt block hashes.
+    pub hashes: Vec<u64>,
+    /// A completion report (the request ended) rather than a served report.
+    pub completed: bool,
+}
+
+/// What the flow needs from the proxy, for one request.
+pub trait Host {
+    /// The first value of a request header (pseudo-headers included).
+    fn request_header(&self, name: &str) -> Option<String>;
+    /// Sets (`Some`) or removes (`None`) a request header.
+    fn set_request_header(&mut self, name: &str, value: Option<&str>);
+    /// The first `size` bytes of the buffered request body.
+    fn request_body(&self, size: usize) -> Vec<u8>;
+    /// The request summary an earlier filter (rate limit) handed on, encoded, if any.
+    fn handed_summary(&self) -> Option<Vec<u8>>;
+    /// The endpoint list last fetched from host-shim through `cluster` (shared by every
+    /// worker), as a comma-separated list, if any.
+    fn fetched_endpoints(&self, cluster: &str) -> Option<Vec<u8>>;
+    /// Sends one pick call (`POST /v1/pick` with the encoded `query`) to `cluster`; the
+    /// call's token, or `None` when it could not be sent. Its answer comes back through
+    /// [`Flow::on_pick_answer`](super::flow::Flow::on_pick_answer).
+    fn dispatch_pick(
+        &mut self,
+        cluster: &str,
+        authority: &str,
+        query: &[u8],
+        timeout_ms: u64,
+    ) -> Option<u32>;
+    /// Microseconds since the Unix epoch.
+    fn now_us(&self) -> u64;
+    /// Records how long a pick call took.
+    fn record_pick_latency(&mut self, micros: u64);
+    /// The `ip:port` of the upstream that is serving the request, once known.
+    fn upstream_address(&self) -> Option<String>;
+    /// Queues a report for the plugin's timer to send to host-shim.
+    fn queue_report(&mut self, report: ServedReport);
+    /// Answers the request locally with an OpenAI-style error.
+    fn send_error(&mut self, kind: ErrorKind, code: &str, message: &str, extra: &[(&str, &str)]);
+    /// Answers 413: the body is larger than `limit` bytes.
+    fn send_too_large(&mut self, limit: usize);
+    /// Answers 400 with the body parser's OpenAI-style error `body`.
+    fn send_bad_request(&mut self, body: &[u8]);
+    /// Resumes a paused request.
+    fn resume(&mut self);
+    /// Bumps a counter.
+    fn count(&mut self, event: Event);
+}
