@@ -77,9 +77,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A fresh, empty scratch folder `infergate-<suite>-<name>-<pid>` under the temp dir.
+/// A fresh, empty scratch folder `infergate-<suite>-<name>-<pid>-<n>` under the temp dir.
 pub fn scratch(suite: &str, name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("infergate-{suite}-{name}-{}", std::process::id()));
+    // Unique per call: tests run in parallel and several may ask for the same `name`.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!(
+        "infergate-{suite}-{name}-{}-{seq}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
