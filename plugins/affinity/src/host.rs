@@ -8,7 +8,7 @@ use infergate_core::openai_error::ErrorKind;
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The current request's host: proxy-wasm's default context methods address the context
 /// whose callback is running.
@@ -57,17 +57,13 @@ impl Host for WasmHost {
         .ok()
     }
     fn now_us(&self) -> u64 {
-        self.get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+        glue::host::now_micros()
     }
     fn record_pick_latency(&mut self, micros: u64) {
         glue::record(self.shared.metrics.pick_latency_us, micros);
     }
     fn upstream_address(&self) -> Option<String> {
-        self.get_property(vec!["upstream", "address"])
-            .and_then(|b| String::from_utf8(b).ok())
+        glue::host::property_text(vec!["upstream", "address"])
     }
     fn queue_report(&mut self, report: ServedReport) {
         self.shared.queue_report(report);

@@ -11,10 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch by the host's clock (0 if it cannot be read).
 pub fn now_secs() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
+    since_epoch().as_secs()
 }
 
 /// Every request header, pseudo-headers included.
@@ -51,12 +48,22 @@ pub fn discard_request_body(size: usize) {
     let _ = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, &[]);
 }
 
-/// Milliseconds since the Unix epoch by the host's clock (0 if it cannot be read).
-pub fn now_millis() -> u64 {
+/// Time since the Unix epoch by the host's clock (zero if it cannot be read).
+fn since_epoch() -> Duration {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch by the host's clock (0 if it cannot be read).
+pub fn now_millis() -> u64 {
+    u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Microseconds since the Unix epoch by the host's clock (0 if it cannot be read).
+pub fn now_micros() -> u64 {
+    u64::try_from(since_epoch().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Makes `context_id` the context later host calls act on (a root context's timer acting

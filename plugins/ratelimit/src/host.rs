@@ -14,7 +14,6 @@ use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::LogLevel;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 /// The current request's host: proxy-wasm's default context methods address the context
 /// whose callback is running.
@@ -45,8 +44,7 @@ impl Host for WasmHost {
         self.get_property(vec![IDENTITY_PROPERTY])
     }
     fn source_address(&self) -> Option<String> {
-        self.get_property(vec!["source", "address"])
-            .and_then(|b| String::from_utf8(b).ok())
+        glue::host::property_text(vec!["source", "address"])
     }
     fn publish_summary(&mut self, summary: &[u8]) {
         self.set_property(vec![SUMMARY_PROPERTY], Some(summary));
@@ -55,10 +53,7 @@ impl Host for WasmHost {
         &SharedDataStore
     }
     fn now_ms(&self) -> u64 {
-        self.get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+        glue::host::now_millis()
     }
     fn dispatch_rls(&mut self, cluster: &str, message: &[u8], timeout_ms: u64) -> Option<u32> {
         global::dispatch(self, cluster, message, timeout_ms).ok()
