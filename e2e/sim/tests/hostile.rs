@@ -2,39 +2,19 @@
 //! bodies each get a 4xx in vLLM's error shape (never a hang), `/metrics` keeps answering, and
 //! `/v1/responses` serves whole and streamed answers with usage.
 
+mod common;
+
+use common::*;
 use futures_util::StreamExt;
-use infergate_sim::cost::QWEN3_0_6B_H200;
-use infergate_sim::engine::EngineConfig;
-use infergate_sim::server::{serve, ServerConfig};
 use serde_json::{json, Value};
-use std::time::Duration;
-use tokio::net::TcpListener;
 
-const MODEL: &str = "Qwen/Qwen3-0.6B";
-/// Only a guard against a hang (the bug this file pins); no test measures time.
-const HANG_GUARD: Duration = Duration::from_secs(30);
-
+/// A pod named `pod` refusing bodies over `max_body_bytes`. Every request goes through
+/// [`client`], whose [`HANG_GUARD`] turns a hang (the bug this file pins) into a failure.
 async fn start(max_body_bytes: usize) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cfg = ServerConfig {
-        model: MODEL.into(),
-        served_by: Some("pod".into()),
-        time_scale: 50.0,
-        engine: EngineConfig::from_profile(&QWEN3_0_6B_H200),
-        default_output_tokens: 20,
-        output_spread: 0.5,
-        max_body_bytes,
-    };
-    tokio::spawn(serve(listener, cfg));
-    format!("http://{addr}")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(HANG_GUARD)
-        .build()
-        .unwrap()
+    SimPod::named("pod")
+        .max_body_bytes(max_body_bytes)
+        .start()
+        .await
 }
 
 /// Posts `body` and returns status and the parsed JSON error (checked to be vLLM's shape).
@@ -54,14 +34,7 @@ async fn post_error(
 }
 
 async fn metrics_running(c: &reqwest::Client, base: &str) -> f64 {
-    let text = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(c, base).await;
     text.lines()
         .find(|l| l.starts_with("vllm:num_requests_running{"))
         .and_then(|l| l.rsplit_once(' '))
@@ -334,28 +307,20 @@ async fn a_client_that_stops_sending_does_not_stall_the_pod() {
 
 /// Reads a Responses SSE body into `(event, data)` pairs, checking `type` matches `event`.
 async fn response_events(resp: reqwest::Response) -> Vec<(String, Value)> {
-    let mut stream = resp.bytes_stream();
-    let mut buf = String::new();
     let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            let mut lines = event.lines();
-            let kind = lines
-                .next()
-                .unwrap()
-                .strip_prefix("event: ")
-                .unwrap()
-                .to_string();
-            let data: Value =
-                serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap())
-                    .unwrap();
-            assert_eq!(data["type"], kind.as_str());
-            out.push((kind, data));
-        }
+    for event in sse_blocks(resp).await {
+        let mut lines = event.lines();
+        let kind = lines
+            .next()
+            .unwrap()
+            .strip_prefix("event: ")
+            .unwrap()
+            .to_string();
+        let data: Value =
+            serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["type"], kind.as_str());
+        out.push((kind, data));
     }
-    assert!(buf.is_empty(), "trailing partial event {buf:?}");
     out
 }
 
@@ -389,15 +354,7 @@ async fn responses_are_served_whole_and_streamed_with_usage() {
     assert!(!text.is_empty());
     // The same prompt as a string `input` with the same instructions renders identically.
     let same = json!({"instructions": "Be brief.", "input": "Hello there", "max_output_tokens": 6});
-    let v: Value = c
-        .post(&url)
-        .json(&same)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(&c, &url, &same).await;
     assert_eq!(v["usage"]["input_tokens"], input_tokens);
     assert_eq!(v["output"][0]["content"][0]["text"], text.as_str());
     // The cache served part of the second prompt.
@@ -436,15 +393,7 @@ async fn responses_are_served_whole_and_streamed_with_usage() {
         assert_eq!(v["sequence_number"], i as u64);
     }
     // Without max_output_tokens the model stops by itself: status completed.
-    let v: Value = c
-        .post(&url)
-        .json(&json!({"input": "short"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(&c, &url, &json!({"input": "short"})).await;
     assert_eq!(v["status"], "completed");
     assert!(v["incomplete_details"].is_null());
 }

@@ -3,28 +3,19 @@
 
 use infergate_sim::bench::live::{run_closed_loop, run_live, LiveConfig};
 use infergate_sim::bench::workload::{generate, WorkloadKind, WorkloadSpec};
-use infergate_sim::cost::QWEN3_0_6B_H200;
-use infergate_sim::engine::EngineConfig;
-use infergate_sim::server::{serve, ServerConfig};
+mod common;
+
+use common::SimPod;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 async fn pod(scale: f64) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        listener,
-        ServerConfig {
-            model: "m".into(),
-            served_by: Some("pod-live".into()),
-            time_scale: scale,
-            engine: EngineConfig::from_profile(&QWEN3_0_6B_H200),
-            default_output_tokens: 10,
-            output_spread: 0.0,
-            max_body_bytes: 1 << 22,
-        },
-    ));
-    format!("http://{addr}")
+    SimPod::named("pod-live")
+        .model("m")
+        .time_scale(scale)
+        .output_tokens(10, 0.0)
+        .max_body_bytes(1 << 22)
+        .start()
+        .await
 }
 
 fn workload() -> infergate_sim::bench::workload::Workload {

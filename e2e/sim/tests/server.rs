@@ -1,52 +1,40 @@
 //! The HTTP pod against a real client: SSE parsed line by line, JSON errors, metrics parsed back.
 
-use futures_util::StreamExt;
+mod common;
+
+use common::*;
 use infergate_sim::cost::QWEN3_0_6B_H200;
-use infergate_sim::engine::EngineConfig;
-use infergate_sim::server::{serve, ServerConfig};
+use infergate_sim::server::serve;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use tokio::net::TcpListener;
 
-const MODEL: &str = "Qwen/Qwen3-0.6B";
-
+/// A pod named `name` (the model's timings, 50x faster).
 async fn start(name: &str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cfg = ServerConfig {
-        model: MODEL.into(),
-        served_by: Some(name.into()),
-        // Fast-forward: the model's timings, 50x faster.
-        time_scale: 50.0,
-        engine: EngineConfig::from_profile(&QWEN3_0_6B_H200),
-        default_output_tokens: 20,
-        output_spread: 0.5,
-        max_body_bytes: 1 << 20,
-    };
-    tokio::spawn(serve(listener, cfg));
-    format!("http://{addr}")
+    SimPod::named(name).start().await
 }
 
 /// Reads an SSE body and returns the `data:` payloads in order.
 async fn sse_events(resp: reqwest::Response) -> Vec<String> {
-    let mut stream = resp.bytes_stream();
-    let mut buf = String::new();
     let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            for line in event.lines() {
-                if let Some(data) = line.strip_prefix("data: ") {
-                    out.push(data.to_string());
-                } else {
-                    assert!(line.is_empty(), "unexpected SSE line {line:?}");
-                }
+    for event in sse_blocks(resp).await {
+        for line in event.lines() {
+            if let Some(data) = line.strip_prefix("data: ") {
+                out.push(data.to_string());
+            } else {
+                assert!(line.is_empty(), "unexpected SSE line {line:?}");
             }
         }
     }
-    assert!(buf.is_empty(), "trailing partial event {buf:?}");
     out
+}
+
+/// The JSON chunks of an SSE stream's `data:` payloads, which must end with `[DONE]`.
+fn json_chunks(events: Vec<String>) -> Vec<Value> {
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
 }
 
 fn long_prompt() -> String {
@@ -76,12 +64,7 @@ async fn chat_stream_has_openai_shape_usage_and_done() {
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
-    let events = sse_events(resp).await;
-    assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
+    let chunks = json_chunks(sse_events(resp).await);
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     let content: Vec<&Value> = chunks
         .iter()
@@ -115,15 +98,7 @@ async fn chat_stream_has_openai_shape_usage_and_done() {
     let mut again = body.clone();
     again["stream"] = json!(false);
     again.as_object_mut().unwrap().remove("stream_options");
-    let v: Value = client
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&again)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(&client, &format!("{base}/v1/chat/completions"), &again).await;
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["choices"][0]["message"]["content"], streamed.as_str());
     let cached = v["usage"]["prompt_tokens_details"]["cached_tokens"]
@@ -144,12 +119,7 @@ async fn completions_stream_without_usage_and_default_length() {
         .send()
         .await
         .unwrap();
-    let events = sse_events(resp).await;
-    assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
+    let chunks = json_chunks(sse_events(resp).await);
     // Default length: 20 ± 50%, and the model "stops" by itself.
     assert!((10..=30).contains(&chunks.len()), "{}", chunks.len());
     assert!(chunks
@@ -212,38 +182,8 @@ async fn bad_requests_get_vllm_style_json_errors() {
     assert_eq!(r.status(), 405);
     let r = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let models: Value = client
-        .get(format!("{base}/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&client, &format!("{base}/v1/models")).await;
     assert_eq!(models["data"][0]["id"], MODEL);
-}
-
-/// Parses Prometheus text into `name{labels}` → value, checking every sample line's syntax.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    let mut out = HashMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (key, value) = line.rsplit_once(' ').unwrap();
-        let name_end = key.find('{').unwrap_or(key.len());
-        assert!(
-            key[..name_end]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "{line}"
-        );
-        if name_end < key.len() {
-            assert!(key.ends_with('}'), "{line}");
-        }
-        out.insert(key.to_string(), value.parse::<f64>().unwrap());
-    }
-    out
 }
 
 #[tokio::test]
@@ -255,30 +195,15 @@ async fn metrics_count_what_was_served() {
     let mut cached_total = 0;
     let mut completion_total = 0;
     for _ in 0..3 {
-        let v: Value = client
-            .post(format!("{base}/v1/completions"))
-            .json(&json!({"prompt": prompt, "max_tokens": 4}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{base}/v1/completions");
+        let v = post_json(&client, &url, &json!({"prompt": prompt, "max_tokens": 4})).await;
         prompt_total += v["usage"]["prompt_tokens"].as_u64().unwrap();
         cached_total += v["usage"]["prompt_tokens_details"]["cached_tokens"]
             .as_u64()
             .unwrap();
         completion_total += v["usage"]["completion_tokens"].as_u64().unwrap();
     }
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let m = parse_metrics(&text);
+    let m = parse_metrics(&metrics_text(&client, &base).await);
     let l = format!("{{model_name=\"{MODEL}\"}}");
     let get = |name: &str| m[&format!("{name}{l}")];
     assert_eq!(get("vllm:prompt_tokens_total") as u64, prompt_total);
@@ -341,15 +266,7 @@ async fn many_concurrent_streams_all_complete() {
 
 #[tokio::test]
 async fn invalid_configuration_is_refused() {
-    let base = ServerConfig {
-        model: MODEL.into(),
-        served_by: Some("ok".into()),
-        time_scale: 1.0,
-        engine: EngineConfig::from_profile(&QWEN3_0_6B_H200),
-        default_output_tokens: 20,
-        output_spread: 0.5,
-        max_body_bytes: 1 << 20,
-    };
+    let base = SimPod::named("ok").time_scale(1.0).config();
     assert!(base.validate().unwrap().is_some());
     let mut zero = base.clone();
     zero.time_scale = 0.0;
