@@ -329,11 +329,18 @@ fn replicas_with_the_same_view_agree_on_new_prefixes() {
 #[test]
 fn a_hot_prefix_spills_over_when_its_endpoint_saturates() {
     // `saturationAware: true` (off by default: measured on bench-routing, withholding the
-    // credit at saturation spread prefix groups and cost prefix hits and TTFT).
-    let cfg = host_shim::scheduler::config::DEFAULT_CONFIG.replace(
-        "- type: prefix-cache-scorer\n",
-        "- type: prefix-cache-scorer\n  parameters: {saturationAware: true}\n",
-    );
+    // credit at saturation spread prefix groups and cost prefix hits and TTFT), and the same
+    // for the picker's prefix affinity (`affinitySaturationAware`).
+    let cfg = host_shim::scheduler::config::DEFAULT_CONFIG
+        .replace(
+            "- type: prefix-cache-scorer\n",
+            "- type: prefix-cache-scorer\n  parameters: {saturationAware: true}\n\
+             - type: max-score-picker\n  parameters: {affinitySaturationAware: true}\n",
+        )
+        .replace(
+            "    weight: 3\n",
+            "    weight: 3\n  - pluginRef: max-score-picker\n",
+        );
     let s = Scheduler::new(SchedulerConfig::parse(&cfg).unwrap(), 1);
     let e = eps(4);
     let now = Duration::from_secs(1);

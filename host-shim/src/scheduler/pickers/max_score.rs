@@ -9,7 +9,12 @@
 //! request's affinity key (its first prefix block, else its session key), so independent
 //! scheduler replicas make the same choice for a new prefix; a request with neither key breaks
 //! those ties at random.
+//!
+//! Before any of that, the prefix-affinity rule ([`super::prefix_affinity`], on by default)
+//! narrows the choice to the balanced endpoints holding the longest part of the prompt's
+//! prefix, so a known prefix group stays on its holder until the balance guard trips.
 
+use super::prefix_affinity::{AffinityLoad, PrefixAffinity};
 use crate::scheduler::plugin::{Candidate, Picker};
 use crate::scheduler::rng::Rng;
 use crate::scheduler::{endpoint_key, PickRequest};
@@ -48,6 +53,21 @@ pub struct MaxScoreParams {
     pub tie_tolerance: Option<f64>,
     /// How ties are broken (default `leastRecentlyPicked`).
     pub tie_breaker: Option<TieBreaker>,
+    /// Prefer the balanced holders of the longest prefix match (default `true`).
+    pub prefix_affinity: Option<bool>,
+    /// Matched fraction of the prompt from which an endpoint is a holder (default 0.3).
+    pub prefix_affinity_threshold: Option<f64>,
+    /// A holder loaded more than this many requests above the least-loaded candidate (and
+    /// more than `affinityBalanceRelThreshold` times it) is not preferred (default 32).
+    pub affinity_balance_abs_threshold: Option<f64>,
+    /// Relative part of that guard (default 1.5).
+    pub affinity_balance_rel_threshold: Option<f64>,
+    /// What the guard compares: `requests` (running + waiting + dispatched, default) or
+    /// `queue` (waiting + dispatched).
+    pub affinity_load: Option<AffinityLoad>,
+    /// A saturated holder loses its claim while another candidate is not saturated (default
+    /// `false`; set it with the prefix scorer's `saturationAware`).
+    pub affinity_saturation_aware: Option<bool>,
 }
 
 /// Picks the best-scoring candidate.
@@ -55,6 +75,7 @@ pub struct MaxScoreParams {
 pub struct MaxScorePicker {
     tolerance: f64,
     tie_breaker: TieBreaker,
+    affinity: PrefixAffinity,
 }
 
 impl Default for MaxScorePicker {
@@ -62,6 +83,7 @@ impl Default for MaxScorePicker {
         Self {
             tolerance: DEFAULT_TIE_TOLERANCE,
             tie_breaker: TieBreaker::default(),
+            affinity: PrefixAffinity::default(),
         }
     }
 }
@@ -76,9 +98,21 @@ impl MaxScorePicker {
                 "must be a finite number ≥ 0",
             ));
         }
+        let mut affinity = PrefixAffinity::new(
+            params.prefix_affinity,
+            params.prefix_affinity_threshold,
+            params.affinity_balance_abs_threshold,
+            params.affinity_balance_rel_threshold,
+            params.affinity_load,
+            path,
+        )?;
+        affinity.saturation_aware = params
+            .affinity_saturation_aware
+            .unwrap_or(affinity.saturation_aware);
         Ok(Self {
             tolerance,
             tie_breaker: params.tie_breaker.unwrap_or_default(),
+            affinity,
         })
     }
 }
@@ -96,15 +130,19 @@ impl Picker for MaxScorePicker {
         rng: &Rng,
     ) -> usize {
         let n = candidates.len().min(totals.len());
-        let best = totals[..n]
+        let pool: Vec<usize> = match self.affinity.restrict(req, &candidates[..n]) {
+            Some(holders) => holders,
+            None => (0..n).collect(),
+        };
+        let best = pool
             .iter()
-            .copied()
+            .map(|&i| totals[i])
             .fold(f64::NEG_INFINITY, f64::max);
         // Never below a rounding-error margin, so equal sums always tie.
         let floor = best - self.tolerance.max(1e-9);
         let key = req.affinity_key().unwrap_or_else(|| rng.next_u64());
         let hash = |i: usize| endpoint_key(&candidates[i].state.endpoint, key);
-        let tied = (0..n).filter(|&i| totals[i] >= floor);
+        let tied = pool.iter().copied().filter(|&i| totals[i] >= floor);
         match self.tie_breaker {
             // Oldest pick first; `!hash` so the rendezvous winner is the minimum among equals.
             TieBreaker::LeastRecentlyPicked => {
@@ -201,6 +239,33 @@ mod tests {
         c[h].last_pick = 100;
         assert_eq!(hash_picker().pick(&req, &c, &[4.0; 3], &rng), h);
         assert_ne!(MaxScorePicker::default().pick(&req, &c, &[4.0; 3], &rng), h);
+    }
+
+    #[test]
+    fn prefix_holder_beats_better_totals_until_the_guard_trips() {
+        let req = PickRequest {
+            block_hashes: (1..=10).collect(),
+            ..Default::default()
+        };
+        let rng = Rng::new(1);
+        let st = states(&[(3, 0.0), (0, 0.0), (0, 0.0)]);
+        let c = candidates(&st, &[8, 0, 0]);
+        let totals = [3.4, 3.8, 3.8];
+        assert_eq!(MaxScorePicker::default().pick(&req, &c, &totals, &rng), 0);
+        let off: MaxScoreParams = serde_yaml::from_str("{prefixAffinity: false}").unwrap();
+        let off = MaxScorePicker::new(&off, "p").unwrap();
+        assert_ne!(off.pick(&req, &c, &totals, &rng), 0);
+        // 40 queued vs 0: the holder is overloaded and the best total wins again.
+        let st = states(&[(40, 0.0), (0, 0.0), (0, 0.0)]);
+        let c = candidates(&st, &[8, 0, 0]);
+        assert_ne!(MaxScorePicker::default().pick(&req, &c, &totals, &rng), 0);
+        // Two holders: the totals choose between them.
+        let st = states(&[(0, 0.0); 3]);
+        let c = candidates(&st, &[8, 8, 0]);
+        assert_eq!(
+            MaxScorePicker::default().pick(&req, &c, &[3.0, 3.5, 4.0], &rng),
+            1
+        );
     }
 
     #[test]
