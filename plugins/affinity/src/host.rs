@@ -1,39 +1,45 @@
 //! The proxy-wasm side of [`Host`]: what the affinity flow asks of Envoy, as host calls for
-//! the current request.
+//! the current request (all through [`glue::host`], none of which can panic).
 
 use crate::{endpoints_key, Shared};
 use infergate_core::affinity::flow::{Event, Host, ServedReport};
 use infergate_core::openai::SUMMARY_PROPERTY;
-use infergate_core::openai_error::ErrorKind;
-use infergate_glue as glue;
-use proxy_wasm::traits::{Context, HttpContext};
+use infergate_core::stream::Delegate;
+use infergate_glue::{self as glue, host};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// The current request's host: proxy-wasm's default context methods address the context
-/// whose callback is running.
+/// The current request's host; the calls every flow makes are [`glue::Stream`]'s.
 pub(crate) struct WasmHost {
     pub shared: Rc<Shared>,
+    stream: glue::Stream,
 }
 
-impl Context for WasmHost {}
-impl HttpContext for WasmHost {}
+impl WasmHost {
+    pub(crate) fn new(shared: Rc<Shared>) -> Self {
+        Self {
+            shared,
+            stream: glue::Stream,
+        }
+    }
+}
+
+impl Delegate for WasmHost {
+    type To = glue::Stream;
+    fn stream(&self) -> &glue::Stream {
+        &self.stream
+    }
+    fn stream_mut(&mut self) -> &mut glue::Stream {
+        &mut self.stream
+    }
+}
 
 impl Host for WasmHost {
-    fn request_header(&self, name: &str) -> Option<String> {
-        self.get_http_request_header(name)
-    }
-    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        self.set_http_request_header(name, value);
-    }
-    fn request_body(&self, size: usize) -> Vec<u8> {
-        self.get_http_request_body(0, size).unwrap_or_default()
-    }
     fn handed_summary(&self) -> Option<Vec<u8>> {
-        self.get_property(vec![SUMMARY_PROPERTY])
+        host::property(vec![SUMMARY_PROPERTY])
     }
     fn fetched_endpoints(&self, cluster: &str) -> Option<Vec<u8>> {
-        self.get_shared_data(&endpoints_key(cluster)).0
+        host::shared_get(&endpoints_key(cluster))
     }
     fn dispatch_pick(
         &mut self,
@@ -42,7 +48,7 @@ impl Host for WasmHost {
         query: &[u8],
         timeout_ms: u64,
     ) -> Option<u32> {
-        self.dispatch_http_call(
+        host::http_call(
             cluster,
             vec![
                 (":method", "POST"),
@@ -51,34 +57,23 @@ impl Host for WasmHost {
                 ("content-type", "application/octet-stream"),
             ],
             Some(query),
-            vec![],
             Duration::from_millis(timeout_ms),
         )
         .ok()
     }
     fn now_us(&self) -> u64 {
-        glue::host::now_micros()
+        host::now_micros()
     }
     fn record_pick_latency(&mut self, micros: u64) {
         glue::record(self.shared.metrics.pick_latency_us, micros);
     }
     fn upstream_address(&self) -> Option<String> {
-        glue::host::property_text(vec!["upstream", "address"])
+        host::property_text(vec!["upstream", "address"])
     }
     fn queue_report(&mut self, report: ServedReport) {
-        self.shared.queue_report(report);
-    }
-    fn send_error(&mut self, kind: ErrorKind, code: &str, message: &str, extra: &[(&str, &str)]) {
-        glue::send_error(self, kind, code, message, extra);
-    }
-    fn send_too_large(&mut self, limit: usize) {
-        glue::send_too_large(self, limit);
-    }
-    fn send_bad_request(&mut self, body: &[u8]) {
-        glue::send_bad_request(self, body);
-    }
-    fn resume(&mut self) {
-        self.resume_http_request();
+        if self.shared.reports.push(report) {
+            glue::bump(self.shared.metrics.reports_dropped);
+        }
     }
     fn count(&mut self, event: Event) {
         let m = &self.shared.metrics;

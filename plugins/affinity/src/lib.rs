@@ -18,7 +18,7 @@
 mod filter;
 mod host;
 
-use filter::AffinityFilter;
+use filter::AffinityRequest;
 use infergate_core::affinity::flow::{Policy, ServedReport};
 use infergate_core::affinity::AffinityConfig;
 use infergate_core::endpoint::Endpoint;
@@ -26,8 +26,6 @@ use infergate_core::pick_wire::encode_served;
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -73,19 +71,8 @@ pub(crate) struct Metrics {
 pub(crate) struct Shared {
     pub policy: Policy,
     pub metrics: Metrics,
-    reports: RefCell<VecDeque<ServedReport>>,
-}
-
-impl Shared {
-    /// Queues a served report for the timer to send.
-    pub(crate) fn queue_report(&self, report: ServedReport) {
-        let mut q = self.reports.borrow_mut();
-        if q.len() >= MAX_QUEUED_REPORTS {
-            q.pop_front();
-            glue::bump(self.metrics.reports_dropped);
-        }
-        q.push_back(report);
-    }
+    /// Served and completion reports for the timer to send.
+    pub reports: glue::Queue<ServedReport>,
 }
 
 #[derive(Default)]
@@ -115,26 +102,20 @@ impl Context for AffinityRoot {
         else {
             return;
         };
-        let (status, body) = glue::call_response(self, body_size);
+        let (status, body) = glue::host::call_response(body_size);
         let ok = status == Some(200);
         let list = infergate_core::endpoint::parse_list(&body);
         // Keep the last good list: an error or an empty answer changes nothing.
         if ok && !list.is_empty() {
             let text: Vec<String> = list.iter().map(Endpoint::to_string).collect();
-            let _ = self.set_shared_data(
-                &endpoints_key(&shim.cluster),
-                Some(text.join(",").as_bytes()),
-                None,
-            );
+            glue::host::shared_set(&endpoints_key(&shim.cluster), text.join(",").as_bytes());
         }
     }
 }
 
 impl RootContext for AffinityRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) =
-            glue::load_config::<AffinityConfig>(PLUGIN, self.get_plugin_configuration())
-        else {
+        let Some(config) = glue::load_config::<AffinityConfig>(PLUGIN) else {
             return false;
         };
         let metrics = Metrics {
@@ -151,12 +132,12 @@ impl RootContext for AffinityRoot {
             reports_dropped: glue::counter("infergate.affinity.served_reports_dropped"),
         };
         if config.host_shim.is_some() {
-            self.set_tick_period(REPORT_PERIOD);
+            glue::host::set_tick_period(REPORT_PERIOD);
         }
         self.shared = Some(Rc::new(Shared {
             policy: Policy::new(config),
             metrics,
-            reports: RefCell::new(VecDeque::new()),
+            reports: glue::Queue::new(MAX_QUEUED_REPORTS),
         }));
         true
     }
@@ -170,34 +151,29 @@ impl RootContext for AffinityRoot {
         };
         self.ticks = self.ticks.wrapping_add(1);
         if self.ticks % ENDPOINT_REFRESH_TICKS == 1 && self.endpoints_call.is_none() {
-            self.endpoints_call = self
-                .dispatch_http_call(
-                    &shim.cluster,
-                    vec![
-                        (":method", "GET"),
-                        (":path", "/v1/endpoints"),
-                        (":authority", &shim.authority),
-                    ],
-                    None,
-                    vec![],
-                    Duration::from_millis(shim.timeout_ms.max(200)),
-                )
-                .ok();
+            self.endpoints_call = glue::host::http_call(
+                &shim.cluster,
+                vec![
+                    (":method", "GET"),
+                    (":path", "/v1/endpoints"),
+                    (":authority", &shim.authority),
+                ],
+                None,
+                Duration::from_millis(shim.timeout_ms.max(200)),
+            )
+            .ok();
         }
         if !shim.report_served {
             return;
         }
-        for _ in 0..REPORTS_PER_TICK {
-            let Some(report) = shared.reports.borrow_mut().pop_front() else {
-                break;
-            };
+        for report in shared.reports.take(REPORTS_PER_TICK) {
             let body = encode_served(&report.endpoint, &report.hashes);
             let path = if report.completed {
                 "/v1/completed"
             } else {
                 "/v1/served"
             };
-            let sent = self.dispatch_http_call(
+            let sent = glue::host::http_call(
                 &shim.cluster,
                 vec![
                     (":method", "POST"),
@@ -206,7 +182,6 @@ impl RootContext for AffinityRoot {
                     ("content-type", "application/octet-stream"),
                 ],
                 Some(&body),
-                vec![],
                 Duration::from_millis(shim.timeout_ms.max(200)),
             );
             glue::bump(if sent.is_ok() {
@@ -218,7 +193,7 @@ impl RootContext for AffinityRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(AffinityFilter::new(self.shared.clone())))
+        Some(Box::new(AffinityRequest::filter(self.shared.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

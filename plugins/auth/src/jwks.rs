@@ -6,9 +6,9 @@
 //! the last good set stays in shared data and in use, and the fetch is retried after
 //! [`RETRY_SECS`]. A fresh set fetched by any worker is used by every worker.
 
-use infergate_core::auth::jwt::KeySet;
+use infergate_core::auth::jwt::{JwksFetchError, KeySet};
 use infergate_core::auth::JwksFetch;
-use proxy_wasm::hostcalls;
+use infergate_glue::host;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,8 +22,7 @@ fn key(method: &str) -> String {
 
 /// `(fetched-at, document)` of the stored set.
 fn stored(method: &str) -> Option<(u64, Vec<u8>, Option<u32>)> {
-    let (value, cas) = hostcalls::get_shared_data(&key(method)).ok()?;
-    let value = value?;
+    let (value, cas) = host::shared_get_versioned(&key(method))?;
     let nl = value.iter().position(|b| *b == b'\n')?;
     let at = std::str::from_utf8(value.get(..nl)?).ok()?.parse().ok()?;
     Some((at, value.get(nl + 1..)?.to_vec(), cas))
@@ -109,32 +108,42 @@ impl JwksFetcher {
         }
     }
 
-    /// An answer to call `token`: `Some(true)` stored, `Some(false)` refused (last good set
-    /// kept), `None` not a JWKS call.
+    /// An answer to call `token` (`status` `None`: no answer): `Some(Ok(()))` stored,
+    /// `Some(Err(why))` refused (the last good set is kept, the failure logged), `None` not
+    /// a JWKS call.
     pub fn on_response(
         &mut self,
         token: u32,
         status: Option<u32>,
         body: &[u8],
         now: u64,
-    ) -> Option<bool> {
+    ) -> Option<Result<(), JwksFetchError>> {
         let slot = self.slots.iter_mut().find(|s| s.in_flight == Some(token))?;
         slot.in_flight = None;
-        if status != Some(200) {
-            log_failure(&slot.fetch.method, &format!("status {status:?}"));
-            return Some(false);
+        let outcome = store(&slot.fetch.method, status, body, now);
+        if let Err(why) = &outcome {
+            log_failure(&slot.fetch.method, why);
         }
-        if let Err(e) = KeySet::from_json(body) {
-            log_failure(&slot.fetch.method, &e);
-            return Some(false);
-        }
-        let mut value = format!("{now}\n").into_bytes();
-        value.extend_from_slice(body);
-        Some(hostcalls::set_shared_data(&key(&slot.fetch.method), Some(&value), None).is_ok())
+        Some(outcome)
     }
 }
 
-fn log_failure(method: &str, why: &str) {
+/// Checks a fetched document and stores it with its fetch time.
+fn store(method: &str, status: Option<u32>, body: &[u8], now: u64) -> Result<(), JwksFetchError> {
+    if let Some(e) = JwksFetchError::of_status(status) {
+        return Err(e);
+    }
+    KeySet::from_json(body)?;
+    let mut value = format!("{now}\n").into_bytes();
+    value.extend_from_slice(body);
+    if host::shared_set(&key(method), &value) {
+        Ok(())
+    } else {
+        Err(JwksFetchError::NotStored)
+    }
+}
+
+fn log_failure(method: &str, why: &JwksFetchError) {
     infergate_glue::log(
         proxy_wasm::types::LogLevel::Warn,
         &format!("infergate-auth: JWKS fetch for method `{method}` failed ({why}); keeping the last good key set"),

@@ -74,6 +74,9 @@ fn shim_timeout() -> u64 {
     50
 }
 
+/// Largest `hostShim.timeoutMs` accepted.
+pub const MAX_SHIM_TIMEOUT_MS: u64 = 10_000;
+
 fn yes() -> bool {
     true
 }
@@ -151,10 +154,10 @@ impl Validate for AffinityConfig {
             if s.cluster.is_empty() {
                 return Err(ConfigError::new("hostShim.cluster", "must not be empty"));
             }
-            if !(1..=10_000).contains(&s.timeout_ms) {
+            if !(1..=MAX_SHIM_TIMEOUT_MS).contains(&s.timeout_ms) {
                 return Err(ConfigError::new(
                     "hostShim.timeoutMs",
-                    "must be between 1 and 10000",
+                    format!("must be between 1 and {MAX_SHIM_TIMEOUT_MS}"),
                 ));
             }
         }

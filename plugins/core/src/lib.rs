@@ -17,3 +17,6 @@ pub mod openai_error;
 pub mod pick_wire;
 pub mod prefix;
 pub mod ratelimit;
+pub mod stream;
+#[cfg(test)]
+mod testkit;

@@ -1,29 +1,35 @@
 //! proxy-wasm glue shared by the infergate plugins.
 //!
-//! Small on purpose: loading a configuration the same way in every plugin (so a bad one is
-//! reported the same way everywhere) and answering a request locally with an OpenAI-style error;
-//! [`host`] has the current request's host calls for adapters that drive a core flow.
+//! What every adapter needs, once: loading a configuration the same way in every plugin (so a
+//! bad one is reported the same way everywhere), answering a request locally with an
+//! OpenAI-style error, stats; [`host`] — every host call the adapters make, none of which can
+//! panic; [`stream`] — the [`StreamHost`](infergate_core::stream::StreamHost) calls every
+//! flow makes; [`filter`] — the per-request proxy-wasm context over a core flow; [`queue`] —
+//! the bounded queue request contexts leave timer work in.
 
+pub mod filter;
 pub mod host;
+pub mod queue;
+pub mod stream;
+
+pub use filter::{Filter, Request, Unconfigured};
+pub use queue::Queue;
+pub use stream::Stream;
 
 use infergate_core::config::{self, Validate};
 use infergate_core::header_hold::AtHeaders;
 use infergate_core::openai_error::{self, ErrorKind};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use serde::de::DeserializeOwned;
 
-/// Parses the plugin configuration handed to `on_configure`.
+/// Reads and parses the plugin configuration (call it from `on_configure`).
 ///
 /// On failure logs `<plugin>: invalid configuration: field `…`: …` at error level, which Envoy
 /// prints in its log next to its own "Unable to create Wasm HTTP filter" line, and returns
 /// `None` so `on_configure` can return `false` and Envoy refuses the filter.
-pub fn load_config<T: DeserializeOwned + Validate>(
-    plugin: &str,
-    bytes: Option<Vec<u8>>,
-) -> Option<T> {
-    let bytes = bytes.unwrap_or_default();
+pub fn load_config<T: DeserializeOwned + Validate>(plugin: &str) -> Option<T> {
+    let bytes = host::plugin_configuration().unwrap_or_default();
     match config::parse::<T>(&bytes) {
         Ok(c) => {
             log(LogLevel::Info, &format!("{plugin}: configuration loaded"));
@@ -44,24 +50,17 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-/// Answers the request locally with an OpenAI-style JSON error.
-pub fn send_error<C: HttpContext + ?Sized>(
-    ctx: &C,
-    kind: ErrorKind,
-    code: &str,
-    message: &str,
-    extra_headers: &[(&str, &str)],
-) {
+/// Answers the current request locally with an OpenAI-style JSON error.
+pub fn send_error(kind: ErrorKind, code: &str, message: &str, extra_headers: &[(&str, &str)]) {
     let body = openai_error::body(kind, code, message);
     let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
     headers.extend_from_slice(extra_headers);
-    ctx.send_http_response(kind.status(), headers, Some(&body));
+    host::send_response(kind.status(), headers, &body);
 }
 
 /// Answers 413: the request body is larger than `limit` bytes.
-pub fn send_too_large<C: HttpContext + ?Sized>(ctx: &C, limit: usize) {
+pub fn send_too_large(limit: usize) {
     send_error(
-        ctx,
         ErrorKind::PayloadTooLarge,
         "request_too_large",
         &format!("The request body exceeds the gateway's limit of {limit} bytes."),
@@ -70,24 +69,12 @@ pub fn send_too_large<C: HttpContext + ?Sized>(ctx: &C, limit: usize) {
 }
 
 /// Answers 400 with the body parser's OpenAI-style error.
-pub fn send_bad_request<C: HttpContext + ?Sized>(ctx: &C, body: &[u8]) {
-    ctx.send_http_response(
+pub fn send_bad_request(body: &[u8]) {
+    host::send_response(
         ErrorKind::BadRequest.status(),
         vec![("content-type", "application/json")],
-        Some(body),
+        body,
     );
-}
-
-/// A finished callout's answer, read in `on_http_call_response`: its `:status` (when it
-/// parses) and its body.
-pub fn call_response<C: Context + ?Sized>(ctx: &C, body_size: usize) -> (Option<u32>, Vec<u8>) {
-    let status = ctx
-        .get_http_call_response_header(":status")
-        .and_then(|s| s.parse().ok());
-    let body = ctx
-        .get_http_call_response_body(0, body_size)
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Defines a counter metric, or `None` if the host refuses (the plugin then runs without it).

@@ -20,8 +20,6 @@ use infergate_core::ratelimit::RateLimitConfig;
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -50,23 +48,15 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     /// Per-user and per-model usage counters, when configured.
     pub usage: Option<usage_stats::UsageStats>,
-    /// Global mode: token usage above the estimate, sent from the timer.
-    settlements: RefCell<VecDeque<(Vec<Descriptor>, u64)>>,
+    /// Global mode: token usage above the estimate (`hits` more units for these
+    /// descriptors), sent from the timer.
+    pub settlements: glue::Queue<(Vec<Descriptor>, u64)>,
 }
 
 /// Global settlements kept while the service is unreachable; older ones are dropped.
 const MAX_QUEUED_SETTLEMENTS: usize = 4096;
-
-impl Shared {
-    /// Queues `hits` more units for these descriptors (sent by the root context's timer).
-    pub(crate) fn queue_global_settlement(&self, descriptors: Vec<Descriptor>, hits: u64) {
-        let mut q = self.settlements.borrow_mut();
-        if q.len() >= MAX_QUEUED_SETTLEMENTS {
-            q.pop_front();
-        }
-        q.push_back((descriptors, hits));
-    }
-}
+/// Settlements sent per timer tick.
+const SETTLEMENTS_PER_TICK: usize = 64;
 
 #[derive(Default)]
 struct RateLimitRoot {
@@ -77,9 +67,7 @@ impl Context for RateLimitRoot {}
 
 impl RootContext for RateLimitRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) =
-            glue::load_config::<RateLimitConfig>(PLUGIN, self.get_plugin_configuration())
-        else {
+        let Some(config) = glue::load_config::<RateLimitConfig>(PLUGIN) else {
             return false;
         };
         let metrics = Metrics {
@@ -91,13 +79,13 @@ impl RootContext for RateLimitRoot {
             usage_missing: glue::counter("infergate.ratelimit.usage_missing"),
         };
         if config.global.is_some() && config.counts_tokens() {
-            self.set_tick_period(Duration::from_millis(100));
+            glue::host::set_tick_period(Duration::from_millis(100));
         }
         let usage = config.usage_stats.clone().map(usage_stats::UsageStats::new);
         self.shared = Some(Rc::new(Shared {
             policy: Policy::new(config),
             metrics,
-            settlements: RefCell::new(VecDeque::new()),
+            settlements: glue::Queue::new(MAX_QUEUED_SETTLEMENTS),
             usage,
         }));
         true
@@ -110,18 +98,17 @@ impl RootContext for RateLimitRoot {
         let Some(g) = &shared.policy.config.global else {
             return;
         };
-        for _ in 0..64 {
-            let Some((descriptors, hits)) = shared.settlements.borrow_mut().pop_front() else {
-                break;
-            };
+        for (descriptors, hits) in shared.settlements.take(SETTLEMENTS_PER_TICK) {
             let hits = u32::try_from(hits).unwrap_or(u32::MAX);
             let message = rls::encode_request(&g.domain, &descriptors, hits);
-            let _ = global::dispatch(self, &g.cluster, &message, g.timeout_ms);
+            let _ = global::dispatch(&g.cluster, &message, g.timeout_ms);
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(filter::RateLimitFilter::new(self.shared.clone())))
+        Some(Box::new(filter::RateLimitRequest::filter(
+            self.shared.clone(),
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {

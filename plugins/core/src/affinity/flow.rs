@@ -239,12 +239,17 @@ impl Flow {
 
     /// Answers 503: no endpoint can serve the request.
     fn unavailable(&mut self, host: &mut dyn Host) -> Step {
+        self.unavailable_retry_after(host, "1")
+    }
+
+    /// Answers 503 with `Retry-After: retry_after`.
+    fn unavailable_retry_after(&mut self, host: &mut dyn Host, retry_after: &str) -> Step {
         self.phase = Phase::Answered;
         host.send_error(
             ErrorKind::Unavailable,
             "no_endpoint",
             "No model endpoint is available to serve this request.",
-            &[("retry-after", "1")],
+            &[("retry-after", retry_after)],
         );
         Step::Pause
     }
@@ -418,6 +423,11 @@ impl Flow {
         // host-shim's own refusals are JSON; a 503 Envoy makes up when host-shim is down
         // (connect failure, reset) is plain text and means "ask someone else".
         let from_shim = header("content-type").is_some_and(|c| c.starts_with("application/json"));
+        // host-shim's refusals say when to retry (its flow control's `retryAfterSeconds`):
+        // passed on when it is a plain number of seconds, else 1.
+        let retry_after = header("retry-after")
+            .filter(|v| (1..=6).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap_or_else(|| "1".to_string());
         match header(":status").as_deref() {
             Some("200") => {
                 let endpoint: Endpoint = header(DESTINATION_ENDPOINT)?.parse().ok()?;
@@ -434,7 +444,7 @@ impl Flow {
                 Some(())
             }
             Some("503") if from_shim => {
-                self.unavailable(host);
+                self.unavailable_retry_after(host, &retry_after);
                 Some(())
             }
             Some("429") if from_shim => {
@@ -443,7 +453,7 @@ impl Flow {
                     ErrorKind::RateLimited,
                     "overloaded",
                     "Every model endpoint is saturated; retry shortly.",
-                    &[("retry-after", "1")],
+                    &[("retry-after", &retry_after)],
                 );
                 Some(())
             }

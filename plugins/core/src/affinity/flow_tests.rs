@@ -351,3 +351,33 @@ fn a_summary_handed_on_by_the_rate_limiter_is_reused() {
     assert_eq!(host.counted(Event::ParseReused), 1);
     assert_eq!(host.header(DESTINATION_ENDPOINT), Some(expected));
 }
+
+#[test]
+fn shim_refusals_keep_its_retry_after_when_it_is_a_number_of_seconds() {
+    for (given, want) in [
+        (Some("7"), "7"),
+        (Some("120"), "120"),
+        (None, "1"),
+        (Some(""), "1"),
+        (Some("1; drop"), "1"),
+        (Some("9999999"), "1"),
+        (Some("Wed, 21 Oct 2026 07:28:00 GMT"), "1"),
+    ] {
+        for status in ["429", "503"] {
+            let p = shim("");
+            let (mut flow, mut host) = awaiting_pick(&p, "hello there");
+            let mut headers = vec![(":status", status), ("content-type", "application/json")];
+            if let Some(v) = given {
+                headers.push(("retry-after", v));
+            }
+            answer(&mut flow, &mut host, &p, &headers);
+            let reply = host.reply.clone().unwrap();
+            assert_eq!(reply.status.to_string(), status);
+            assert!(
+                reply.headers.contains(&("retry-after".into(), want.into())),
+                "{given:?} → {:?}",
+                reply.headers
+            );
+        }
+    }
+}

@@ -2,7 +2,8 @@
 //! proxy-wasm adapter implements (and a test-only mock host in unit tests), the counters it
 //! bumps, the reports it queues and the step it answers each callback with.
 
-use crate::openai_error::ErrorKind;
+pub use crate::stream::Step;
+use crate::stream::StreamHost;
 
 /// A counter the flow bumps (the adapter maps each to an Envoy stat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,15 +26,6 @@ pub enum Event {
     TooLarge,
 }
 
-/// What the host does with the request after a callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Let the request (or this part of it) go on.
-    Continue,
-    /// Hold it: the flow resumes it or has answered it.
-    Pause,
-}
-
 /// The endpoint that served a request (or the one picked for it), and the request's prefix
 /// hashes, for host-shim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +38,9 @@ pub struct ServedReport {
     pub completed: bool,
 }
 
-/// What the flow needs from the proxy, for one request.
-pub trait Host {
-    /// The first value of a request header (pseudo-headers included).
-    fn request_header(&self, name: &str) -> Option<String>;
-    /// Sets (`Some`) or removes (`None`) a request header.
-    fn set_request_header(&mut self, name: &str, value: Option<&str>);
-    /// The first `size` bytes of the buffered request body.
-    fn request_body(&self, size: usize) -> Vec<u8>;
+/// What the flow needs from the proxy, for one request, besides the [`StreamHost`] calls
+/// every flow makes.
+pub trait Host: StreamHost {
     /// The request summary an earlier filter (rate limit) handed on, encoded, if any.
     fn handed_summary(&self) -> Option<Vec<u8>>;
     /// The endpoint list last fetched from host-shim through `cluster` (shared by every
@@ -77,14 +64,6 @@ pub trait Host {
     fn upstream_address(&self) -> Option<String>;
     /// Queues a report for the plugin's timer to send to host-shim.
     fn queue_report(&mut self, report: ServedReport);
-    /// Answers the request locally with an OpenAI-style error.
-    fn send_error(&mut self, kind: ErrorKind, code: &str, message: &str, extra: &[(&str, &str)]);
-    /// Answers 413: the body is larger than `limit` bytes.
-    fn send_too_large(&mut self, limit: usize);
-    /// Answers 400 with the body parser's OpenAI-style error `body`.
-    fn send_bad_request(&mut self, body: &[u8]);
-    /// Resumes a paused request.
-    fn resume(&mut self);
     /// Bumps a counter.
     fn count(&mut self, event: Event);
 }

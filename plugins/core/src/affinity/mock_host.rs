@@ -2,15 +2,7 @@
 //! that runs a whole request through a [`Flow`].
 
 use super::flow::{Event, Flow, Host, Policy, ServedReport, Step};
-use crate::openai_error::ErrorKind;
-
-/// A local answer the flow sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u32,
-    pub code: String,
-    pub headers: Vec<(String, String)>,
-}
+use crate::testkit::MockStream;
 
 /// One pick call sent.
 #[derive(Debug, Clone)]
@@ -23,8 +15,8 @@ pub struct Dispatched {
 
 /// The proxy side of one request.
 pub struct MockHost {
-    pub request_headers: Vec<(String, String)>,
-    pub request_body: Vec<u8>,
+    /// Request headers and body, the local answer, resumes.
+    pub stream: MockStream,
     pub summary: Option<Vec<u8>>,
     /// The shared-data endpoint list, by host-shim cluster.
     pub fetched: Option<(String, Vec<u8>)>,
@@ -35,8 +27,6 @@ pub struct MockHost {
     pub latencies: Vec<u64>,
     pub upstream: Option<String>,
     pub reports: Vec<ServedReport>,
-    pub reply: Option<Reply>,
-    pub resumed: u32,
     pub events: Vec<Event>,
 }
 
@@ -44,11 +34,7 @@ impl MockHost {
     /// A request with these headers and no body.
     pub fn new(headers: &[(&str, &str)]) -> Self {
         Self {
-            request_headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            request_body: Vec::new(),
+            stream: MockStream::new(headers),
             summary: None,
             fetched: None,
             dispatched: Vec::new(),
@@ -57,64 +43,27 @@ impl MockHost {
             latencies: Vec::new(),
             upstream: None,
             reports: Vec::new(),
-            reply: None,
-            resumed: 0,
             events: Vec::new(),
         }
     }
 
     /// A `POST` of `body` to `path`.
     pub fn post(path: &str, body: &str) -> Self {
-        let len = body.len().to_string();
-        let mut h = Self::new(&[
-            (":method", "POST"),
-            (":path", path),
-            ("content-length", &len),
-        ]);
-        h.request_body = body.as_bytes().to_vec();
-        h
+        Self {
+            stream: MockStream::post(path, &[], body),
+            ..Self::new(&[])
+        }
     }
 
     /// How often `event` was counted.
     pub fn counted(&self, event: Event) -> usize {
         self.events.iter().filter(|e| **e == event).count()
     }
-
-    /// The first value of a request header.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.request_headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    }
-
-    fn reply(&mut self, status: u32, code: &str, extra: &[(&str, &str)]) {
-        assert!(self.reply.is_none(), "answered twice");
-        self.reply = Some(Reply {
-            status,
-            code: code.to_string(),
-            headers: extra
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
-    }
 }
 
+crate::testkit::mock_stream_host!(MockHost);
+
 impl Host for MockHost {
-    fn request_header(&self, name: &str) -> Option<String> {
-        self.header(name)
-    }
-    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        self.request_headers
-            .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-        if let Some(v) = value {
-            self.request_headers.push((name.to_string(), v.to_string()));
-        }
-    }
-    fn request_body(&self, size: usize) -> Vec<u8> {
-        self.request_body[..size.min(self.request_body.len())].to_vec()
-    }
     fn handed_summary(&self) -> Option<Vec<u8>> {
         self.summary.clone()
     }
@@ -153,18 +102,6 @@ impl Host for MockHost {
     }
     fn queue_report(&mut self, report: ServedReport) {
         self.reports.push(report);
-    }
-    fn send_error(&mut self, kind: ErrorKind, code: &str, _message: &str, extra: &[(&str, &str)]) {
-        self.reply(kind.status(), code, extra);
-    }
-    fn send_too_large(&mut self, _limit: usize) {
-        self.reply(413, "request_too_large", &[]);
-    }
-    fn send_bad_request(&mut self, _body: &[u8]) {
-        self.reply(400, "bad_request", &[]);
-    }
-    fn resume(&mut self) {
-        self.resumed += 1;
     }
     fn count(&mut self, event: Event) {
         self.events.push(event);

@@ -255,32 +255,25 @@ fn b64(field: &Option<String>) -> Option<Vec<u8>> {
 
 impl KeySet {
     /// Parses a JWKS document (`{"keys":[…]}`). Fails if it is not one or holds no usable key.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, JwksError> {
         let doc: JwksDocument =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
+            serde_json::from_slice(bytes).map_err(|e| JwksError::NotJwks(e.to_string()))?;
         Self::from_document(&doc)
     }
 
     /// Builds the set from a parsed document. Fails if it holds no usable key.
-    pub fn from_document(doc: &JwksDocument) -> Result<Self, String> {
+    pub fn from_document(doc: &JwksDocument) -> Result<Self, JwksError> {
         let mut keys = Vec::new();
         let mut skipped = Vec::new();
         for (i, k) in doc.keys.iter().enumerate() {
             match parse_jwk(k) {
                 Ok(Some(jwk)) => keys.push(jwk),
                 Ok(None) => {}
-                Err(why) => skipped.push(format!("keys[{i}]: {why}")),
+                Err(why) => skipped.push((i, why)),
             }
         }
         if keys.is_empty() {
-            return Err(if skipped.is_empty() {
-                "the JWKS holds no usable signing key".to_string()
-            } else {
-                format!(
-                    "the JWKS holds no usable signing key ({})",
-                    skipped.join("; ")
-                )
-            });
+            return Err(JwksError::NoUsableKey(skipped));
         }
         Ok(Self {
             keys,
@@ -289,25 +282,25 @@ impl KeySet {
     }
 }
 
-fn parse_jwk(k: &RawJwk) -> Result<Option<Jwk>, String> {
+fn parse_jwk(k: &RawJwk) -> Result<Option<Jwk>, JwkError> {
     if k.use_.as_deref().is_some_and(|u| u != "sig") {
         return Ok(None);
     }
     let alg = match k.alg.as_deref() {
-        Some(a) => Some(Alg::parse(a).ok_or_else(|| format!("unsupported alg `{a}`"))?),
+        Some(a) => Some(Alg::parse(a).ok_or_else(|| JwkError::UnsupportedAlg(a.to_string()))?),
         None => None,
     };
-    let need = |f: &Option<String>, n: &str| {
-        b64(f).ok_or_else(|| format!("`{n}` missing or not base64url"))
-    };
+    let need = |f: &Option<String>, n: &'static str| b64(f).ok_or(JwkError::Field(n));
     let key = match (k.kty.as_deref(), k.crv.as_deref()) {
         (Some("RSA"), _) => {
             let n = rsa::BigUint::from_bytes_be(&need(&k.n, "n")?);
             let e = rsa::BigUint::from_bytes_be(&need(&k.e, "e")?);
             if n.bits() < MIN_RSA_BITS {
-                return Err(format!("RSA modulus below {MIN_RSA_BITS} bits"));
+                return Err(JwkError::WeakRsa);
             }
-            KeyMaterial::Rsa(rsa::RsaPublicKey::new(n, e).map_err(|e| e.to_string())?)
+            KeyMaterial::Rsa(
+                rsa::RsaPublicKey::new(n, e).map_err(|e| JwkError::Rsa(e.to_string()))?,
+            )
         }
         (Some("EC"), Some(crv @ ("P-256" | "P-384"))) => {
             let mut sec1 = vec![4u8];
@@ -316,41 +309,40 @@ fn parse_jwk(k: &RawJwk) -> Result<Option<Jwk>, String> {
             if crv == "P-256" {
                 KeyMaterial::P256(
                     p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
-                        .map_err(|_| "not a P-256 point")?,
+                        .map_err(|_| JwkError::NotAPoint("P-256"))?,
                 )
             } else {
                 KeyMaterial::P384(
                     p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
-                        .map_err(|_| "not a P-384 point")?,
+                        .map_err(|_| JwkError::NotAPoint("P-384"))?,
                 )
             }
         }
         (Some("OKP"), Some("Ed25519")) => {
             let x: [u8; 32] = need(&k.x, "x")?
                 .try_into()
-                .map_err(|_| "Ed25519 `x` must be 32 bytes")?;
+                .map_err(|_| JwkError::Ed25519Length)?;
             KeyMaterial::Ed25519(
-                ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| "not an Ed25519 key")?,
+                ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| JwkError::NotEd25519)?,
             )
         }
         (Some("oct"), _) => {
             let secret = need(&k.k, "k")?;
             if secret.len() < 32 {
-                return Err("HS256 secrets must be at least 32 bytes".to_string());
+                return Err(JwkError::ShortSecret);
             }
             KeyMaterial::Hmac(secret)
         }
         (kty, crv) => {
-            return Err(format!(
-                "unsupported key type {}{}",
-                kty.unwrap_or("(none)"),
-                crv.map(|c| format!("/{c}")).unwrap_or_default()
-            ))
+            return Err(JwkError::UnsupportedKeyType {
+                kty: kty.map(str::to_string),
+                crv: crv.map(str::to_string),
+            })
         }
     };
     if let Some(a) = alg {
         if !key.fits(a) {
-            return Err(format!("alg `{}` does not fit the key type", a.name()));
+            return Err(JwkError::AlgMismatch(a.name()));
         }
     }
     Ok(Some(Jwk {
@@ -525,7 +517,10 @@ pub fn groups_of(value: Option<&Value>) -> Vec<String> {
     }
 }
 
+mod error;
 pub mod testing;
+
+pub use error::{JwkError, JwksError, JwksFetchError};
 
 #[cfg(test)]
 mod tests;

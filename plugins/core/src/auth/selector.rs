@@ -13,6 +13,44 @@ use serde_json::Value;
 /// Longest selector accepted.
 pub const MAX_SELECTOR_LEN: usize = 512;
 
+/// Why a selector is refused (the configuration error names the field holding it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    /// Empty, or longer than [`MAX_SELECTOR_LEN`].
+    #[error("a selector must be 1 to {MAX_SELECTOR_LEN} bytes long")]
+    Length,
+    /// An `@extract` argument that is not JSON.
+    #[error("`@extract` argument is not JSON: {0}")]
+    ExtractArgument(String),
+    /// `@extract` with an empty `sep`.
+    #[error("`@extract` needs a non-empty `sep`")]
+    EmptySeparator,
+    /// `@extract` with a `pos` beyond the platform's integers.
+    #[error("`@extract` `pos` is too large")]
+    PositionTooLarge,
+    /// A modifier that is not supported (its text after `@`).
+    #[error(
+        "modifier `@{0}` is not supported (supported: @case:lower, @case:upper, @extract, @strip)"
+    )]
+    UnknownModifier(String),
+    /// A path segment after a modifier, in this selector.
+    #[error("`{0}`: path segments after a modifier are not supported")]
+    PathAfterModifier(String),
+    /// An empty path segment, in this selector.
+    #[error("`{0}` has an empty path segment")]
+    EmptySegment(String),
+    /// Only modifiers, in this selector.
+    #[error("`{0}` selects nothing")]
+    NoPath(String),
+}
+
+/// For callers that report configuration errors as text.
+impl From<SelectorError> for String {
+    fn from(e: SelectorError) -> Self {
+        e.to_string()
+    }
+}
+
 /// A parsed selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
@@ -28,7 +66,7 @@ enum Modifier {
     Extract { sep: String, pos: usize },
 }
 
-fn modifier(src: &str) -> Result<Modifier, String> {
+fn modifier(src: &str) -> Result<Modifier, SelectorError> {
     let (name, arg) = src.split_once(':').unwrap_or((src, ""));
     match (name, arg) {
         ("case", "lower") => Ok(Modifier::Lower),
@@ -39,32 +77,28 @@ fn modifier(src: &str) -> Result<Modifier, String> {
                 Value::Object(Default::default())
             } else {
                 serde_json::from_str(arg)
-                    .map_err(|e| format!("`@extract` argument is not JSON: {e}"))?
+                    .map_err(|e| SelectorError::ExtractArgument(e.to_string()))?
             };
             let sep = v.get("sep").and_then(Value::as_str).unwrap_or(" ");
             let pos = v.get("pos").and_then(Value::as_u64).unwrap_or(0);
             if sep.is_empty() {
-                return Err("`@extract` needs a non-empty `sep`".into());
+                return Err(SelectorError::EmptySeparator);
             }
             Ok(Modifier::Extract {
                 sep: sep.to_string(),
-                pos: usize::try_from(pos).map_err(|_| "`@extract` `pos` is too large")?,
+                pos: usize::try_from(pos).map_err(|_| SelectorError::PositionTooLarge)?,
             })
         }
-        _ => Err(format!(
-            "modifier `@{src}` is not supported (supported: @case:lower, @case:upper, @extract, @strip)"
-        )),
+        _ => Err(SelectorError::UnknownModifier(src.to_string())),
     }
 }
 
 impl Selector {
     /// Parses a selector.
-    pub fn parse(src: &str) -> Result<Self, String> {
+    pub fn parse(src: &str) -> Result<Self, SelectorError> {
         let src = src.trim();
         if src.is_empty() || src.len() > MAX_SELECTOR_LEN {
-            return Err(format!(
-                "a selector must be 1 to {MAX_SELECTOR_LEN} bytes long"
-            ));
+            return Err(SelectorError::Length);
         }
         // Modifiers start at the first unescaped `.@` or `|@`.
         let mut path = Vec::new();
@@ -76,21 +110,17 @@ impl Selector {
                     in_mods = true;
                     modifiers.push(modifier(m)?);
                 }
-                _ if in_mods => {
-                    return Err(format!(
-                        "`{src}`: path segments after a modifier are not supported"
-                    ))
-                }
+                _ if in_mods => return Err(SelectorError::PathAfterModifier(src.to_string())),
                 _ => {
                     if raw.text.is_empty() {
-                        return Err(format!("`{src}` has an empty path segment"));
+                        return Err(SelectorError::EmptySegment(src.to_string()));
                     }
                     path.push(raw.text);
                 }
             }
         }
         if path.is_empty() {
-            return Err(format!("`{src}` selects nothing"));
+            return Err(SelectorError::NoPath(src.to_string()));
         }
         Ok(Self { path, modifiers })
     }

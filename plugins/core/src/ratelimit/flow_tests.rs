@@ -2,10 +2,11 @@
 
 use super::config::RateLimitConfig;
 use super::counter::read;
-use super::flow::{Event, Flow, Host, Phase, Policy, Step};
+use super::flow::{Event, Flow, Phase, Policy, Step};
 use super::mock_host::{respond, send, MockHost};
 use super::rls;
 use crate::config::parse;
+use crate::stream::StreamHost;
 
 const CHAT: &str = "/v1/chat/completions";
 const HOUR_MS: u64 = 3_600_000;
@@ -157,7 +158,7 @@ fn token_usage_above_the_estimate_is_charged() {
     );
     let mut flow = Flow::new();
     assert_eq!(send(&mut flow, &mut next, &p), Step::Pause);
-    assert_eq!(next.reply.unwrap().status, 429);
+    assert_eq!(next.stream.reply.unwrap().status, 429);
 }
 
 #[test]
@@ -409,7 +410,7 @@ fn rls_unreachable_follows_the_failure_mode() {
         host.dispatch_fails = true;
         let mut flow = Flow::new();
         assert_eq!(send(&mut flow, &mut host, &p), step, "{mode}");
-        assert_eq!(host.reply.map(|r| r.status), status, "{mode}");
+        assert_eq!(host.stream.reply.map(|r| r.status), status, "{mode}");
     }
 }
 

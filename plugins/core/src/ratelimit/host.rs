@@ -5,7 +5,8 @@
 use super::counter::CounterStore;
 use super::decision::Usage;
 use super::rls::Descriptor;
-use crate::openai_error::ErrorKind;
+pub use crate::stream::Step;
+use crate::stream::StreamHost;
 
 /// A counter the flow bumps (the adapter maps each to an Envoy stat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,25 +25,11 @@ pub enum Event {
     UsageMissing,
 }
 
-/// What the host does with the request after a callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Let the request (or this part of it) go on.
-    Continue,
-    /// Hold it: the flow resumes it or has answered it.
-    Pause,
-}
-
-/// What the flow needs from the proxy, for one request.
-pub trait Host {
-    /// The first value of a request header (pseudo-headers included).
-    fn request_header(&self, name: &str) -> Option<String>;
+/// What the flow needs from the proxy, for one request, besides the [`StreamHost`] calls
+/// every flow makes.
+pub trait Host: StreamHost {
     /// Every request header, in order.
     fn request_headers(&self) -> Vec<(String, String)>;
-    /// Sets (`Some`) or removes (`None`) a request header.
-    fn set_request_header(&mut self, name: &str, value: Option<&str>);
-    /// The first `size` bytes of the buffered request body.
-    fn request_body(&self, size: usize) -> Vec<u8>;
     /// Replaces the first `old_size` bytes of the buffered request body.
     fn replace_request_body(&mut self, old_size: usize, body: &[u8]);
     /// The auth plugin's encoded identity object (filter state), when present.
@@ -62,14 +49,6 @@ pub trait Host {
     fn dispatch_rls(&mut self, cluster: &str, message: &[u8], timeout_ms: u64) -> Option<u32>;
     /// Queues `hits` more units for `descriptors`, sent later by the plugin's timer.
     fn queue_rls_settlement(&mut self, descriptors: Vec<Descriptor>, hits: u64);
-    /// Answers the request locally with an OpenAI-style error.
-    fn send_error(&mut self, kind: ErrorKind, code: &str, message: &str, extra: &[(&str, &str)]);
-    /// Answers 413: the body is larger than `limit` bytes.
-    fn send_too_large(&mut self, limit: usize);
-    /// Answers 400 with the body parser's OpenAI-style error `body`.
-    fn send_bad_request(&mut self, body: &[u8]);
-    /// Resumes a paused request.
-    fn resume(&mut self);
     /// The first value of a response header.
     fn response_header(&self, name: &str) -> Option<String>;
     /// Sets (`Some`) or removes (`None`) a response header.

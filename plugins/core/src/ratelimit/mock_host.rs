@@ -5,15 +5,7 @@ use super::counter::{CounterStore, MemoryStore};
 use super::decision::Usage;
 use super::flow::{Event, Flow, Host, Policy, Step};
 use super::rls::Descriptor;
-use crate::openai_error::ErrorKind;
-
-/// A local answer the flow sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u32,
-    pub code: String,
-    pub headers: Vec<(String, String)>,
-}
+use crate::testkit::{find, set, MockStream};
 
 /// One `ShouldRateLimit` call sent.
 #[derive(Debug, Clone)]
@@ -25,8 +17,8 @@ pub struct Dispatched {
 
 /// The proxy side of one request.
 pub struct MockHost {
-    pub request_headers: Vec<(String, String)>,
-    pub request_body: Vec<u8>,
+    /// Request headers and body, the local answer, resumes.
+    pub stream: MockStream,
     pub identity: Option<Vec<u8>>,
     pub source: Option<String>,
     pub summary: Option<Vec<u8>>,
@@ -36,8 +28,6 @@ pub struct MockHost {
     /// `dispatch_rls` fails (the cluster is unknown).
     pub dispatch_fails: bool,
     pub queued: Vec<(Vec<Descriptor>, u64)>,
-    pub reply: Option<Reply>,
-    pub resumed: u32,
     pub response_headers: Vec<(String, String)>,
     /// The response chunk being passed; what the client gets once replaced.
     pub response_chunk: Vec<u8>,
@@ -51,11 +41,7 @@ impl MockHost {
     /// A request with these headers and no body.
     pub fn new(headers: &[(&str, &str)]) -> Self {
         Self {
-            request_headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            request_body: Vec::new(),
+            stream: MockStream::new(headers),
             identity: None,
             source: Some("10.0.0.7:5555".into()),
             summary: None,
@@ -64,8 +50,6 @@ impl MockHost {
             dispatched: Vec::new(),
             dispatch_fails: false,
             queued: Vec::new(),
-            reply: None,
-            resumed: 0,
             response_headers: Vec::new(),
             response_chunk: Vec::new(),
             response_code: 0,
@@ -77,15 +61,10 @@ impl MockHost {
 
     /// A `POST` of `body` to `path` by `user`.
     pub fn post(path: &str, user: &str, body: &str) -> Self {
-        let len = body.len().to_string();
-        let mut h = Self::new(&[
-            (":method", "POST"),
-            (":path", path),
-            ("content-length", &len),
-            ("x-infergate-user", user),
-        ]);
-        h.request_body = body.as_bytes().to_vec();
-        h
+        Self {
+            stream: MockStream::post(path, &[("x-infergate-user", user)], body),
+            ..Self::new(&[])
+        }
     }
 
     /// The next request on the same counters and clock.
@@ -102,58 +81,27 @@ impl MockHost {
         self.events.iter().filter(|e| **e == event).count()
     }
 
-    fn find(headers: &[(String, String)], name: &str) -> Option<String> {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    }
-
-    fn set(headers: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
-        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-        if let Some(v) = value {
-            headers.push((name.to_string(), v.to_string()));
-        }
-    }
-
     /// The first value of a response header.
     pub fn response_header_value(&self, name: &str) -> Option<String> {
-        Self::find(&self.response_headers, name)
+        find(&self.response_headers, name)
     }
 
     /// The first value of a request header.
     pub fn request_header_value(&self, name: &str) -> Option<String> {
-        Self::find(&self.request_headers, name)
-    }
-
-    fn reply(&mut self, status: u32, code: &str, extra: &[(&str, &str)]) {
-        assert!(self.reply.is_none(), "answered twice");
-        self.reply = Some(Reply {
-            status,
-            code: code.to_string(),
-            headers: extra
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
+        find(&self.request_headers, name)
     }
 }
 
+crate::testkit::mock_stream_host!(MockHost);
+
 impl Host for MockHost {
-    fn request_header(&self, name: &str) -> Option<String> {
-        Self::find(&self.request_headers, name)
-    }
     fn request_headers(&self) -> Vec<(String, String)> {
-        self.request_headers.clone()
-    }
-    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        Self::set(&mut self.request_headers, name, value);
-    }
-    fn request_body(&self, size: usize) -> Vec<u8> {
-        self.request_body[..size.min(self.request_body.len())].to_vec()
+        self.stream.request_headers.clone()
     }
     fn replace_request_body(&mut self, old_size: usize, body: &[u8]) {
-        self.request_body.splice(..old_size, body.iter().copied());
+        self.stream
+            .request_body
+            .splice(..old_size, body.iter().copied());
     }
     fn identity(&self) -> Option<Vec<u8>> {
         self.identity.clone()
@@ -184,23 +132,11 @@ impl Host for MockHost {
     fn queue_rls_settlement(&mut self, descriptors: Vec<Descriptor>, hits: u64) {
         self.queued.push((descriptors, hits));
     }
-    fn send_error(&mut self, kind: ErrorKind, code: &str, _message: &str, extra: &[(&str, &str)]) {
-        self.reply(kind.status(), code, extra);
-    }
-    fn send_too_large(&mut self, _limit: usize) {
-        self.reply(413, "request_too_large", &[]);
-    }
-    fn send_bad_request(&mut self, _body: &[u8]) {
-        self.reply(400, "bad_request", &[]);
-    }
-    fn resume(&mut self) {
-        self.resumed += 1;
-    }
     fn response_header(&self, name: &str) -> Option<String> {
-        Self::find(&self.response_headers, name)
+        find(&self.response_headers, name)
     }
     fn set_response_header(&mut self, name: &str, value: Option<&str>) {
-        Self::set(&mut self.response_headers, name, value);
+        set(&mut self.response_headers, name, value);
     }
     fn response_body(&self, size: usize) -> Vec<u8> {
         self.response_chunk[..size.min(self.response_chunk.len())].to_vec()

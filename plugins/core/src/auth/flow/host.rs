@@ -6,14 +6,12 @@ use crate::auth::jwt::KeySet;
 use crate::openai_error::ErrorKind;
 use std::rc::Rc;
 
-/// What the flow tells its host to do with the current filter callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Let the request (headers or body) go on.
-    Continue,
-    /// Stop here: a callout or the rest of the body is awaited, or a local answer was sent.
-    Pause,
-}
+/// What the flow tells its host to do with the current filter callback: the [`Step`]
+/// every flow answers with (`Pause` while a callout or the rest of the body is awaited, or
+/// once a local answer was sent).
+///
+/// [`Step`]: crate::stream::Step
+pub use crate::stream::Step as Next;
 
 /// A local answer: an OpenAI-style JSON error with extra headers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,12 +19,14 @@
 //! else — pausing, resuming from the callout's answer, the body arriving meanwhile, the
 //! stream being cut — is already the machine's.
 
+mod deadlines;
 mod host;
 #[cfg(test)]
 pub mod mock;
 #[cfg(test)]
 mod tests;
 
+pub use deadlines::{Deadlines, DRAIN_TIMEOUT_MS};
 pub use host::{FlowHost, LocalReply, Next, Stat};
 
 use super::decision::{Authorization, Callout, CalloutKind, Decision, Denial};

@@ -158,7 +158,9 @@ fn jwks_parsing_skips_and_refuses() {
     assert!(KeySet::from_json(b"{}").is_err());
     assert!(KeySet::from_json(br#"{"keys":[]}"#).is_err());
     let weak = json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]});
-    let err = KeySet::from_json(weak.to_string().as_bytes()).unwrap_err();
+    let err = KeySet::from_json(weak.to_string().as_bytes())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("2048"), "{err}");
     let mixed = json!({"keys": [
         {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"},
