@@ -108,6 +108,17 @@ bench: build
 	$(BIN_DIR)/bench-shim-memory
 	$(BIN_DIR)/bench-routing --out e2e/results/
 
+# Plugin sizes and bench-gateway's figures before (BEFORE, default 5596f6b: the tree before the
+# thin-adapter refactor) and after (HEAD), both plugin sets alternating in one run; builds
+# BEFORE in a worktree beside the checkout (e2e/results/refactor-cost.md). Quick run:
+# `make bench-compare BENCH_COMPARE_ARGS="--rounds 1 --seconds 1 --latency-seconds 1 --workers 1"`.
+.PHONY: bench-compare
+BEFORE ?= 5596f6b
+BENCH_COMPARE_ARGS ?=
+bench-compare: setup
+	@bash tools/setup.sh --bench
+	PROFILE=$(PROFILE) bash tools/bench-compare.sh $(BEFORE) -- $(BENCH_COMPARE_ARGS)
+
 # Routing quality on simulated vLLM engines (offline, virtual time, deterministic for a seed):
 # round-robin, random, least-queue, host-shim's scheduler and an oracle, four workloads.
 bench-routing: build

@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench_compare;
 pub mod child;
 pub mod demo;
 pub mod envoy;

@@ -2,11 +2,16 @@
 //! against bare Envoy measured alongside in the same run (variants alternate, round by round).
 //!
 //! Writes a markdown table to `e2e/results/gateway.md` (or `--out`).
+//!
+//! With `--compare-wasm-dir DIR` every variant also runs with a second set of built plugins
+//! (e.g. from the commit before a refactor), the two sets alternating round by round, and the
+//! output is a before/after table (`tools/bench-compare.sh`, `e2e/results/refactor-cost.md`).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use infergate_core::auth::jwt::testing::{self, TestKey};
 use infergate_core::auth::jwt::Alg;
+use infergate_e2e::bench_compare::{self, Outcome, PluginSet, Probe, Row, Runs};
 use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, WasmFilter};
 use infergate_e2e::loadgen::{self, LoadResult, LoadSpec};
 use infergate_e2e::upstream::Upstream;
@@ -31,20 +36,34 @@ struct Args {
     /// Envoy worker counts to measure (`--concurrency`), comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     workers: Vec<u32>,
-    /// Where to write the markdown table.
-    #[arg(long, default_value_os_t = infergate_e2e::paths::workspace_root().join("e2e/results/gateway.md"))]
-    out: PathBuf,
+    /// Where to write the markdown table [default: e2e/results/gateway.md, or
+    /// e2e/results/refactor-cost.md with --compare-wasm-dir].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The plugins to measure: a directory of `infergate_<name>.wasm` [default: the build's
+    /// target/wasm32-wasip1/release].
+    #[arg(long)]
+    wasm_dir: Option<PathBuf>,
+    /// How a comparison names the plugins of --wasm-dir.
+    #[arg(long, default_value = "after")]
+    label: String,
+    /// A second set of plugins (a directory of `infergate_<name>.wasm`, e.g. built from the
+    /// commit before a refactor): every variant runs with both sets, alternating, and the
+    /// output compares them.
+    #[arg(long)]
+    compare_wasm_dir: Option<PathBuf>,
+    /// How a comparison names the plugins of --compare-wasm-dir.
+    #[arg(long, default_value = "before")]
+    compare_label: String,
 }
 
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 const KEY: &str = "bench-key";
 
-struct Variant {
-    name: &'static str,
-    envoy: Envoy,
-}
+/// A gateway variant with one plugin set: its running Envoy, or why it could not run.
+type Variant = std::result::Result<Envoy, String>;
 
-fn filters(names: &[&str], pod: &str) -> Result<Vec<WasmFilter>> {
+fn filters(names: &[&str], pod: &str, set: &PluginSet) -> Result<Vec<WasmFilter>> {
     let digest = infergate_core::auth::apikey::KeyDigest::of(KEY.as_bytes()).to_hex();
     let mut out = Vec::new();
     for n in names {
@@ -78,7 +97,11 @@ fn filters(names: &[&str], pod: &str) -> Result<Vec<WasmFilter>> {
             "affinity-pick" => "affinity",
             other => other,
         };
-        out.push(WasmFilter::plugin(plugin, config.to_string())?);
+        out.push(WasmFilter {
+            name: plugin.to_string(),
+            wasm: set.wasm(plugin)?,
+            config: config.to_string(),
+        });
     }
     Ok(out)
 }
@@ -179,85 +202,214 @@ async fn main() -> Result<()> {
         {"role": "system", "content": prompt}, {"role": "user", "content": "Hello!"}]})
     .to_string();
     let scratch = tempfile::tempdir()?;
+    let current = PluginSet {
+        label: args.label.clone(),
+        dir: args
+            .wasm_dir
+            .clone()
+            .unwrap_or_else(|| infergate_e2e::paths::target_dir().join("wasm32-wasip1/release")),
+    };
+    // Comparing: set 0 is the baseline ("before"), set 1 the plugins measured ("after").
+    let sets: Vec<PluginSet> = match &args.compare_wasm_dir {
+        Some(dir) => vec![
+            PluginSet {
+                label: args.compare_label.clone(),
+                dir: dir.clone(),
+            },
+            current,
+        ],
+        None => vec![current],
+    };
+    let comparing = sets.len() > 1;
+    let headers = |name: &str| {
+        vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            (
+                "authorization".to_string(),
+                format!("Bearer {}", credential(name)),
+            ),
+            // Bare Envoy has no affinity filter: the client names the pod (with
+            // the filter, this header is removed and replaced).
+            (
+                "x-gateway-destination-endpoint".to_string(),
+                pod_addr.clone(),
+            ),
+        ]
+    };
     let mut tables = String::new();
     for &workers in &args.workers {
-        let mut variants = Vec::new();
+        // variants[layout][set]
+        let mut variants: Vec<Vec<Variant>> = Vec::new();
         for (name, plugins) in &layouts {
-            let spec = GatewaySpec {
-                filters: filters(plugins, &pod_addr)?,
-                concurrency: workers,
-                clusters: vec![
-                    ClusterSpec {
-                        name: "kube".into(),
-                        addresses: vec![kube],
-                        http2: false,
-                    },
-                    ClusterSpec {
-                        name: "host-shim".into(),
-                        addresses: vec![shim.http],
-                        http2: true,
-                    },
-                ],
-                ..GatewaySpec::default()
-            };
-            variants.push(Variant {
-                name,
-                envoy: Envoy::start(&spec).await?,
-            });
+            let mut per_set = Vec::new();
+            for (si, set) in sets.iter().enumerate() {
+                let started = start_variant(
+                    name,
+                    plugins,
+                    set,
+                    workers,
+                    &pod_addr,
+                    kube,
+                    shim.http,
+                    &headers(name),
+                    &body,
+                )
+                .await;
+                // Only the baseline of a comparison may be skipped: the plugins measured must run.
+                let baseline = comparing && si == 0;
+                per_set.push(match started {
+                    Ok(envoy) => Ok(envoy),
+                    Err(e) if baseline => {
+                        eprintln!("workers {workers} {name} [{}]: skipped: {e:#}", set.label);
+                        Err(bench_compare::skip_reason(&format!("{e:#}")))
+                    }
+                    Err(e) => return Err(e.context(format!("{name} [{}]", set.label))),
+                });
+            }
+            variants.push(per_set);
         }
-        let mut results: BTreeMap<&str, (Vec<LoadResult>, Vec<LoadResult>)> = BTreeMap::new();
+        let mut results: Vec<Vec<Runs>> = vec![vec![Runs::default(); sets.len()]; layouts.len()];
         for round in 1..=args.rounds {
-            for v in &variants {
-                for (connections, seconds) in [(32, args.seconds), (1, args.latency_seconds)] {
-                    let spec = LoadSpec {
-                        url: format!("{}/v1/chat/completions", v.envoy.http_url()),
-                        connections,
-                        duration: Duration::from_secs(seconds),
-                        method: "POST".into(),
-                        headers: vec![
-                            ("content-type".into(), "application/json".into()),
-                            (
-                                "authorization".into(),
-                                format!("Bearer {}", credential(v.name)),
-                            ),
-                            // Bare Envoy has no affinity filter: the client names the pod (with
-                            // the filter, this header is removed and replaced).
-                            ("x-gateway-destination-endpoint".into(), pod_addr.clone()),
-                        ],
-                        body: Some(body.clone()),
+            for (li, (name, _)) in layouts.iter().enumerate() {
+                for si in bench_compare::round_order(round, sets.len()) {
+                    let Some(Ok(envoy)) = variants.get(li).and_then(|v| v.get(si)) else {
+                        continue;
                     };
-                    let pid = v.envoy.pid();
-                    let dir = scratch.path().to_path_buf();
-                    let r = tokio::task::spawn_blocking(move || loadgen::run(&spec, pid, &dir))
-                        .await??;
-                    eprintln!(
-                        "workers {workers} round {round} {:<40} c={connections:<2} {:>9.0} req/s p50 {:>7.0} µs p99 {:>7.0} µs cpu {:>6.1} µs/req errors {}",
-                        v.name, r.rps, r.p50_us, r.p99_us, r.cpu_us_per_request, r.errors
-                    );
-                    let entry = results.entry(v.name).or_default();
-                    if connections == 1 {
-                        entry.1.push(r);
+                    let shown = if comparing {
+                        format!("{name} [{}]", sets[si].label)
                     } else {
-                        entry.0.push(r);
+                        name.to_string()
+                    };
+                    for (connections, seconds) in [(32, args.seconds), (1, args.latency_seconds)] {
+                        let spec = LoadSpec {
+                            url: format!("{}/v1/chat/completions", envoy.http_url()),
+                            connections,
+                            duration: Duration::from_secs(seconds),
+                            method: "POST".into(),
+                            headers: headers(name),
+                            body: Some(body.clone()),
+                        };
+                        let pid = envoy.pid();
+                        let dir = scratch.path().to_path_buf();
+                        let r = tokio::task::spawn_blocking(move || loadgen::run(&spec, pid, &dir))
+                            .await??;
+                        eprintln!(
+                            "workers {workers} round {round} {:<40} c={connections:<2} {:>9.0} req/s p50 {:>7.0} µs p99 {:>7.0} µs cpu {:>6.1} µs/req errors {}",
+                            shown, r.rps, r.p50_us, r.p99_us, r.cpu_us_per_request, r.errors
+                        );
+                        results[li][si].push(connections, r);
                     }
                 }
             }
         }
         tables += &format!("**{workers} Envoy worker(s)**\n\n");
-        tables += &render(&layouts, &results);
+        if comparing {
+            let rows: Vec<Row> = layouts
+                .iter()
+                .enumerate()
+                .map(|(li, (name, _))| {
+                    let outcome = |si: usize| match &variants[li][si] {
+                        Ok(_) => Outcome::Measured(results[li][si].clone()),
+                        Err(why) => Outcome::Skipped(why.clone()),
+                    };
+                    Row {
+                        name: name.to_string(),
+                        before: outcome(0),
+                        after: outcome(1),
+                    }
+                })
+                .collect();
+            tables += &bench_compare::compare_table(&sets[0].label, &sets[1].label, &rows);
+        } else {
+            let by_name: BTreeMap<&str, (Vec<LoadResult>, Vec<LoadResult>)> = layouts
+                .iter()
+                .zip(&results)
+                .map(|((name, _), r)| (*name, (r[0].many.clone(), r[0].one.clone())))
+                .collect();
+            tables += &render(&layouts, &by_name);
+        }
         tables += "\n";
     }
-    let table = format!(
-        "{tables}Medians of {} alternating rounds; {} s runs at 32 connections and {} s at 1 connection; Envoy 1.40; wrk (1 thread) and a minimal in-process OpenAI upstream on the same 2-core machine; POST /v1/chat/completions with a {}-byte body; the rate limits are set high enough never to reject. Reproduce: `make bench`.\n",
-        args.rounds, args.seconds, args.latency_seconds, body.len()
-    );
+    let table = if comparing {
+        format!(
+            "**Plugin sizes**\n\n{}\n{tables}Medians of {} rounds; each round runs every variant with both plugin sets back to back, {} first in odd rounds and {} first in even ones; {} s runs at 32 connections and {} s at 1 connection; errors are non-2xx answers and socket errors ({} / {}). The two bare Envoy rows are two identical Envoys without plugins, one per column: their ratios are the noise of the method. Both sets get the same rendered configuration; before measuring, each gateway answered a valid request 200, refused one without credentials with 401 where an auth filter runs, and served it through a host-shim pick where affinity calls host-shim. Envoy 1.40; wrk (1 thread) and a minimal in-process OpenAI upstream on the same machine ({}); POST /v1/chat/completions with a {}-byte body; the rate limits are set high enough never to reject.\n",
+            bench_compare::sizes_table(&sets[0], &sets[1])?,
+            args.rounds,
+            sets[0].label,
+            sets[1].label,
+            args.seconds,
+            args.latency_seconds,
+            sets[0].label,
+            sets[1].label,
+            bench_compare::machine_note(),
+            body.len()
+        )
+    } else {
+        format!(
+            "{tables}Medians of {} alternating rounds; {} s runs at 32 connections and {} s at 1 connection; Envoy 1.40; wrk (1 thread) and a minimal in-process OpenAI upstream on the same 2-core machine; POST /v1/chat/completions with a {}-byte body; the rate limits are set high enough never to reject. Reproduce: `make bench`.\n",
+            args.rounds, args.seconds, args.latency_seconds, body.len()
+        )
+    };
     println!("{table}");
-    if let Some(dir) = args.out.parent() {
+    let out = args.out.clone().unwrap_or_else(|| {
+        infergate_e2e::paths::workspace_root().join(if comparing {
+            "e2e/results/refactor-cost.md"
+        } else {
+            "e2e/results/gateway.md"
+        })
+    });
+    if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&args.out, &table)?;
-    eprintln!("written to {}", args.out.display());
+    std::fs::write(&out, &table)?;
+    eprintln!("written to {}", out.display());
     Ok(())
+}
+
+/// Starts one variant's Envoy with one plugin set and probes it: the plugins must accept the
+/// rendered configuration and act on it (see [`Probe`]).
+#[allow(clippy::too_many_arguments)]
+async fn start_variant(
+    name: &str,
+    plugins: &[&str],
+    set: &PluginSet,
+    workers: u32,
+    pod: &str,
+    kube: std::net::SocketAddr,
+    shim: std::net::SocketAddr,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<Envoy> {
+    let spec = GatewaySpec {
+        filters: filters(plugins, pod, set)?,
+        concurrency: workers,
+        clusters: vec![
+            ClusterSpec {
+                name: "kube".into(),
+                addresses: vec![kube],
+                http2: false,
+            },
+            ClusterSpec {
+                name: "host-shim".into(),
+                addresses: vec![shim],
+                http2: true,
+            },
+        ],
+        ..GatewaySpec::default()
+    };
+    let envoy = Envoy::start(&spec).await?;
+    let probe = Probe {
+        url: format!("{}/v1/chat/completions", envoy.http_url()),
+        headers: headers.to_vec(),
+        body: body.to_string(),
+        auth: plugins.iter().any(|p| p.starts_with("auth")),
+        shim: plugins.contains(&"affinity-pick").then_some(shim),
+    };
+    probe
+        .check()
+        .await
+        .with_context(|| format!("probing {name} with the plugins of {}", set.dir.display()))?;
+    Ok(envoy)
 }
 
 fn render(
