@@ -10,6 +10,7 @@
 //! | [`scheduler`] | the pick itself: filters → scorers → picker, configured by `EndpointPickerConfig`; a library without clock or runtime |
 //! | [`index`] | per-endpoint prefix LRU sized from the pod's KV capacity, and the dispatch ledger |
 //! | [`endpoint`] | what is known about one endpoint at pick time |
+//! | [`flow_control`] | the bounded wait queue for picks when every endpoint is saturated |
 //! | [`metrics_text`] | vLLM / SGLang figures out of Prometheus text |
 //! | [`source`] | where the endpoint list comes from (static list, watched file) |
 //! | [`scrape`] | one scraping task per endpoint |
@@ -22,6 +23,7 @@
 
 pub mod clock;
 pub mod endpoint;
+pub mod flow_control;
 pub mod index;
 pub mod metrics_text;
 pub mod peers;

@@ -24,6 +24,8 @@ pub struct Runtime {
     pub scheduler: Scheduler,
     /// host-shim's own metrics.
     pub telemetry: Telemetry,
+    /// The wait queue for picks when every endpoint is saturated.
+    pub flow: crate::flow_control::FlowController,
     clock: WallClock,
     scrape: ScrapeConfig,
     cells: RwLock<Arc<Vec<Arc<EndpointCell>>>>,
@@ -61,6 +63,7 @@ impl Runtime {
         Arc::new(Self {
             scheduler,
             telemetry: Telemetry::new(),
+            flow: crate::flow_control::FlowController::new(),
             clock: WallClock::new(),
             scrape,
             cells: RwLock::new(Arc::new(Vec::new())),
@@ -126,7 +129,9 @@ impl Runtime {
     /// Records that the request with `hashes` that `endpoint` served has completed (it no
     /// longer counts in flight); `false` if the endpoint is unknown.
     pub fn observe_completed(&self, endpoint: &Endpoint, hashes: &[u64]) -> bool {
-        self.scheduler.observe_completed(endpoint, hashes)
+        let known = self.scheduler.observe_completed(endpoint, hashes);
+        self.flow.wake();
+        known
     }
 
     /// Shares served reports with the host-shim replicas at `peers` (their HTTP addresses).
@@ -152,7 +157,7 @@ impl Runtime {
         let mut cells = Vec::with_capacity(endpoints.len());
         for e in endpoints {
             let (cell, _) = scrapers.entry(*e).or_insert_with(|| {
-                let cell = Arc::new(EndpointCell::new(*e));
+                let cell = Arc::new(EndpointCell::notifying(*e, self.flow.waker()));
                 let task = tokio::spawn(scrape::run(cell.clone(), self.clock, self.scrape.clone()));
                 (cell, task.abort_handle())
             });
@@ -205,6 +210,7 @@ impl Runtime {
                 match SchedulerConfig::parse(&text) {
                     Ok(cfg) => {
                         rt.scheduler.reconfigure(cfg);
+                        rt.flow.wake();
                         tracing::info!(path = %path.display(), "EndpointPickerConfig reloaded");
                     }
                     Err(e) => tracing::warn!(

@@ -60,6 +60,8 @@ pub enum ScrapeError {
 #[derive(Debug)]
 pub struct EndpointCell {
     state: Mutex<EndpointState>,
+    /// Told after every scrape (the flow controller's queue waits for headroom on it).
+    updates: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl EndpointCell {
@@ -67,6 +69,15 @@ impl EndpointCell {
     pub fn new(endpoint: Endpoint) -> Self {
         Self {
             state: Mutex::new(EndpointState::unscraped(endpoint)),
+            updates: None,
+        }
+    }
+
+    /// A cell for an endpoint not scraped yet that notifies `updates` after every scrape.
+    pub fn notifying(endpoint: Endpoint, updates: Arc<tokio::sync::Notify>) -> Self {
+        Self {
+            state: Mutex::new(EndpointState::unscraped(endpoint)),
+            updates: Some(updates),
         }
     }
 
@@ -77,6 +88,9 @@ impl EndpointCell {
 
     fn set(&self, f: impl FnOnce(&mut EndpointState)) {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(n) = &self.updates {
+            n.notify_one();
+        }
     }
 }
 

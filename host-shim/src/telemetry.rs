@@ -52,6 +52,8 @@ pub struct Telemetry {
     endpoint_ready: Family<EndpointLabels, Gauge>,
     /// Kubernetes endpoint discovery's metrics.
     pub discovery: crate::source::kube::metrics::DiscoveryMetrics,
+    /// The flow controller's metrics.
+    pub flow: crate::flow_control::metrics::FlowMetrics,
 }
 
 impl Default for Telemetry {
@@ -133,8 +135,10 @@ impl Telemetry {
             endpoint_ready.clone(),
         );
         let discovery = crate::source::kube::metrics::DiscoveryMetrics::register(&mut registry);
+        let flow = crate::flow_control::metrics::FlowMetrics::register(&mut registry);
         Self {
             discovery,
+            flow,
             registry,
             picks,
             pick_latency,

@@ -72,8 +72,8 @@ struct RawConfig {
     scheduling_profiles: Vec<RawProfile>,
     #[serde(default)]
     saturation_detector: Option<RawSaturation>,
-    // Accepted so upstream documents load verbatim; they configure features host-shim does
-    // not have (flow control, data layer sources, feature flags).
+    // Accepted so upstream documents load verbatim; `featureGates` and `flowControl` configure
+    // flow control (`crate::flow_control::config`), the rest features host-shim does not have.
     #[serde(default)]
     feature_gates: Option<serde_yaml::Value>,
     #[serde(default)]
@@ -181,6 +181,8 @@ pub struct SchedulerConfig {
     /// once (`prefix-cache-scorer` parameter `provisionalInsert`, default `true`), rather than
     /// only when the served report arrives.
     pub provisional_insert: bool,
+    /// The wait queue for picks when every endpoint is saturated (`flowControl`).
+    pub flow_control: crate::flow_control::config::FlowControlConfig,
 }
 
 /// Default staleness bound.
@@ -233,12 +235,11 @@ impl SchedulerConfig {
                 format!("`{}` is not `{KIND}`", raw.kind),
             ));
         }
-        let _ = (
-            &raw.feature_gates,
-            &raw.data,
-            &raw.flow_control,
-            &raw.metadata,
-        );
+        let _ = (&raw.data, &raw.metadata);
+        let flow_control = crate::flow_control::config::FlowControlConfig::from_epp(
+            raw.feature_gates.as_ref(),
+            raw.flow_control.as_ref(),
+        )?;
 
         let mut hasher = BlockHasher::default();
         let mut sizing = IndexSizing::default();
@@ -384,6 +385,7 @@ impl SchedulerConfig {
             hasher,
             sizing,
             provisional_insert,
+            flow_control,
         })
     }
 }

@@ -325,6 +325,19 @@ impl Scheduler {
         endpoints: &[EndpointState],
         now: Timestamp,
     ) -> Result<Pick, PickError> {
+        self.pick_admitting(req, endpoints, now, req.sheddable)
+    }
+
+    /// [`Self::pick`], answering [`PickError::Saturated`] (and recording nothing) when every
+    /// candidate is saturated and `hold_when_saturated` is set, whatever `req.sheddable` says:
+    /// the flow controller ([`crate::flow_control`]) asks so for every request it may queue.
+    pub fn pick_admitting(
+        &self,
+        req: &PickRequest,
+        endpoints: &[EndpointState],
+        now: Timestamp,
+        hold_when_saturated: bool,
+    ) -> Result<Pick, PickError> {
         let cfg = self.config();
         let mut any_ready = false;
         let mut candidates: Vec<Candidate<'_>> = Vec::with_capacity(endpoints.len());
@@ -369,7 +382,7 @@ impl Scheduler {
                 PickError::NoReadyEndpoint
             });
         }
-        if req.sheddable && candidates.iter().all(|c| c.saturated) {
+        if hold_when_saturated && candidates.iter().all(|c| c.saturated) {
             return Err(PickError::Saturated);
         }
         for f in &cfg.filters {

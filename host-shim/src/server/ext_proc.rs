@@ -14,7 +14,10 @@
 //!    (the primary) and `x-gateway-destination-endpoint-fallbacks`, `clear_route_cache`, and
 //!    dynamic metadata `envoy.lb` / `x-gateway-destination-endpoint` = `primary,fallback,…`.
 //!    No endpoint → immediate 503; shed → immediate 429; bad body → immediate 400 (OpenAI
-//!    error JSON naming the field).
+//!    error JSON naming the field). With flow control on ([`crate::flow_control`]) the pick
+//!    may wait in the queue first (the stream is answered when it leaves the queue: the pick,
+//!    or the configured 429/503 with `Retry-After`); a stream Envoy closes meanwhile leaves
+//!    the queue at once.
 //! 4. Response headers: the endpoint that served is read from
 //!    `metadata_context.filter_metadata["envoy.lb"]["x-gateway-destination-endpoint-served"]`
 //!    or the response header of that name, else assumed to be the primary, and the prefix
@@ -30,8 +33,9 @@
 //! mutation can come too late: use `FULL_DUPLEX_STREAMED` or `BUFFERED` in deployments.
 
 use crate::endpoint::Endpoint;
+use crate::flow_control::refusal::Refusal;
 use crate::runtime::{Runtime, Source};
-use crate::scheduler::{Pick, PickError, PickRequest, SubsetEntry};
+use crate::scheduler::{Pick, PickRequest, SubsetEntry};
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
@@ -144,7 +148,15 @@ impl ExternalProcessor for EppService {
             loop {
                 match inbound.message().await {
                     Ok(Some(msg)) => {
-                        for resp in session.on_message(msg) {
+                        let mut out = session.on_message(msg);
+                        if let Some(pending) = session.pending.take() {
+                            match session.await_pick(pending, &mut inbound).await {
+                                Some(more) => out.extend(more),
+                                // Envoy closed the stream while the pick waited.
+                                None => break,
+                            }
+                        }
+                        for resp in out {
                             if tx.send(Ok(resp)).await.is_err() {
                                 session.finish();
                                 return;
@@ -183,6 +195,10 @@ struct EppSession {
     served_reported: bool,
     /// The endpoint the served report named.
     served: Option<Endpoint>,
+    /// A pick decided on but not made yet (it may wait in the flow control queue).
+    pending: Option<(PickRequest, Stage)>,
+    /// Whether the request trailers are acknowledged after the pending pick's answer.
+    ack_trailers: bool,
 }
 
 impl EppSession {
@@ -201,6 +217,8 @@ impl EppSession {
             decided: false,
             served_reported: false,
             served: None,
+            pending: None,
+            ack_trailers: false,
         }
     }
 
@@ -274,7 +292,10 @@ impl EppSession {
                         trailers: true,
                     })
                 };
-                if !out.iter().any(is_immediate) {
+                if self.pending.is_some() {
+                    // Acknowledged after the pick's own answer (which may be an immediate one).
+                    self.ack_trailers = true;
+                } else if !out.iter().any(is_immediate) {
                     out.push(respond(processing_response::Response::RequestTrailers(
                         TrailersResponse::default(),
                     )));
@@ -395,12 +416,52 @@ impl EppSession {
                 )];
             }
         };
-        let pick = match self.rt.pick(&req, "ext_proc") {
-            Ok(p) => p,
-            Err(e) => return vec![pick_error(e)],
+        self.pending = Some((req, stage));
+        Vec::new()
+    }
+
+    /// Makes the pending pick (waiting in the flow control queue if it must) and answers it;
+    /// `None` when Envoy closed the stream meanwhile (the wait is abandoned). Messages that
+    /// arrive while the pick waits are handled after its answer.
+    async fn await_pick(
+        &mut self,
+        (req, stage): (PickRequest, Stage),
+        inbound: &mut Streaming<ProcessingRequest>,
+    ) -> Option<Vec<ProcessingResponse>> {
+        let hashes = req.block_hashes.clone();
+        let bytes = self.body.len() as u64;
+        let rt = self.rt.clone();
+        let pick = crate::flow_control::pick(&rt, req, bytes, "ext_proc");
+        tokio::pin!(pick);
+        let mut early = Vec::new();
+        let answer = loop {
+            tokio::select! {
+                a = &mut pick => break a,
+                m = inbound.message() => match m {
+                    Ok(Some(m)) => early.push(m),
+                    _ => return None,
+                },
+            }
         };
+        let mut out = match answer {
+            Ok(p) => self.conclude(p, hashes, stage),
+            Err(refusal) => vec![refused(&refusal)],
+        };
+        if std::mem::take(&mut self.ack_trailers) && !out.iter().any(is_immediate) {
+            out.push(respond(processing_response::Response::RequestTrailers(
+                TrailersResponse::default(),
+            )));
+        }
+        for m in early {
+            out.extend(self.on_message(m));
+        }
+        Some(out)
+    }
+
+    /// The responses that route to `pick`.
+    fn conclude(&mut self, pick: Pick, hashes: Vec<u64>, stage: Stage) -> Vec<ProcessingResponse> {
         let (mutation, metadata) = destination(&pick);
-        self.picked = Some((pick.endpoint, req.block_hashes));
+        self.picked = Some((pick.endpoint, hashes));
         let common = CommonResponse {
             header_mutation: Some(mutation),
             clear_route_cache: true,
@@ -626,9 +687,23 @@ fn immediate(status: u16, kind: ErrorKind, code: &str, message: &str) -> Process
     ))
 }
 
-fn pick_error(e: PickError) -> ProcessingResponse {
-    match e {
-        PickError::Saturated => immediate(429, ErrorKind::RateLimited, "saturated", &e.to_string()),
-        _ => immediate(503, ErrorKind::Unavailable, "no_endpoint", &e.to_string()),
-    }
+/// The immediate answer of a refused pick: its status, OpenAI error body and `Retry-After`.
+fn refused(r: &Refusal) -> ProcessingResponse {
+    respond(processing_response::Response::ImmediateResponse(
+        ImmediateResponse {
+            status: Some(HttpStatus {
+                code: i32::from(r.status),
+            }),
+            headers: Some(HeaderMutation {
+                set_headers: vec![
+                    set_header("content-type", "application/json"),
+                    set_header("retry-after", &r.retry_after.to_string()),
+                ],
+                remove_headers: Vec::new(),
+            }),
+            body: r.body(),
+            details: format!("host-shim: {}", r.message),
+            ..Default::default()
+        },
+    ))
 }

@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/pick` | a pick, [`super::wire`] encoding |
+//! | `POST /v1/pick` | a pick, [`super::wire`] encoding; with flow control on it may wait in the queue ([`crate::flow_control`]), and a caller that goes away leaves it |
 //! | `POST /v1/served` | a served-endpoint report, [`super::wire`] encoding (from a peer replica when it carries [`crate::peers::PEER_HEADER`]) |
 //! | `POST /v1/completed` | a completion report (the request ended; same encoding as a served report): it no longer counts in flight |
 //! | `GET /metrics` | host-shim's Prometheus metrics (OpenMetrics text) |
@@ -49,10 +49,10 @@ pub async fn serve(listener: TcpListener, runtime: Arc<Runtime>) -> std::io::Res
     }
 }
 
-async fn route(req: Request<Incoming>, rt: &Runtime) -> Response<Body> {
+async fn route(req: Request<Incoming>, rt: &Arc<Runtime>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/pick") => match read_body(req).await {
-            Ok(b) => pick(&b, rt),
+            Ok(b) => pick(&b, rt).await,
             Err(r) => r,
         },
         (&Method::POST, "/v1/served") => {
@@ -118,7 +118,7 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
     }
 }
 
-fn pick(body: &[u8], rt: &Runtime) -> Response<Body> {
+async fn pick(body: &[u8], rt: &Arc<Runtime>) -> Response<Body> {
     let wp = match wire::decode_pick(body) {
         Ok(w) => w,
         Err(e) => {
@@ -147,7 +147,9 @@ fn pick(body: &[u8], rt: &Runtime) -> Response<Body> {
             ),
         );
     }
-    match rt.pick(&wp.request, "http") {
+    // The plugin sends hashes, not the prompt: its size is estimated from the token count.
+    let bytes = wp.request.prompt_tokens.saturating_mul(4);
+    match crate::flow_control::pick(rt, wp.request, bytes, "http").await {
         Ok(p) => {
             let mut r = Response::new(Body::default());
             let h = r.headers_mut();
@@ -172,22 +174,13 @@ fn pick(body: &[u8], rt: &Runtime) -> Response<Body> {
             }
             r
         }
-        Err(e) => {
-            let (status, kind, code) = match e.http_status() {
-                429 => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorKind::RateLimited,
-                    "saturated",
-                ),
-                _ => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorKind::Unavailable,
-                    "no_endpoint",
-                ),
-            };
-            let mut r = error(status, kind, code, &e.to_string());
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        Err(refusal) => {
+            let mut r = Response::new(Body::from(refusal.body()));
+            *r.status_mut() =
+                StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let h = r.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(RETRY_AFTER, HeaderValue::from(refusal.retry_after));
             r
         }
     }

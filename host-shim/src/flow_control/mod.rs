@@ -1,0 +1,308 @@
+//! Flow control: what a pick does when every endpoint is saturated.
+//!
+//! Off (the default), a pick never waits: the scheduler sheds a sheddable request (429) and
+//! sends any other to the best saturated endpoint. On (`flowControl` in the
+//! `EndpointPickerConfig`, see [`config`]), a pick that finds every candidate saturated — or
+//! finds others already waiting, so nobody jumps the line — waits in a bounded queue
+//! ([`queue`]): priority bands (sheddable requests below the rest), first come first served
+//! within a band, at most `maxRequests` requests and `maxBytes` bytes, each for at most
+//! `defaultRequestTTL`. One dispatcher task hands the queue's front to the scheduler whenever
+//! something may have freed an endpoint — a scrape (every endpoint cell notifies after each), a
+//! completion report from the affinity plugin or from the end of an ext_proc stream, a config
+//! reload — and stops at the first request that still finds every endpoint saturated; it also
+//! wakes for the earliest deadline. Nothing polls.
+//!
+//! A full queue answers `queueFullStatus` (429), a request that waited its TTL
+//! `timeoutStatus` (503), both with `Retry-After: retryAfterSeconds` and an OpenAI error body
+//! ([`refusal`]). A caller that goes away (the pick API's HTTP request dropped, the ext_proc
+//! stream closed) drops its [`Ticket`], which takes the request out of the queue at once, or,
+//! when the pick was already made for it, takes the pick back (it no longer counts in flight).
+
+pub mod config;
+pub mod metrics;
+pub mod queue;
+pub mod refusal;
+
+use crate::runtime::Runtime;
+use crate::scheduler::{Pick, PickError, PickRequest};
+use config::{FlowControlConfig, DEFAULT_PRIORITY, SHEDDABLE_PRIORITY};
+use queue::{Full, Queue};
+use refusal::Refusal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{oneshot, Notify};
+
+type Answer = Result<Pick, Refusal>;
+
+/// One waiting pick.
+#[derive(Debug)]
+struct Waiter {
+    req: PickRequest,
+    api: &'static str,
+    since: Instant,
+    tx: oneshot::Sender<Answer>,
+}
+
+/// The wait queue of one host-shim and its wake-up signal.
+#[derive(Debug)]
+pub struct FlowController {
+    queue: Mutex<Queue<Waiter>>,
+    wake: Arc<Notify>,
+    started: AtomicBool,
+}
+
+impl Default for FlowController {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FlowController {
+    /// An empty queue; its dispatcher starts with the first request that waits.
+    pub fn new() -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            wake: Arc::new(Notify::new()),
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// The signal that something may have freed an endpoint (scrapes hold a clone).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Says that something may have freed an endpoint (a completion, a reload).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Requests waiting.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<Waiter>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start(&self, rt: &Arc<Runtime>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(rt);
+        let wake = self.wake.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = match weak.upgrade() {
+                    Some(rt) => dispatch_round(&rt),
+                    None => return,
+                };
+                match next {
+                    Some(deadline) => {
+                        tokio::select! {
+                            _ = wake.notified() => {}
+                            _ = tokio::time::sleep_until(deadline.into()) => {}
+                        }
+                    }
+                    None => wake.notified().await,
+                }
+            }
+        });
+    }
+}
+
+fn priority(req: &PickRequest) -> i32 {
+    if req.sheddable {
+        SHEDDABLE_PRIORITY
+    } else {
+        DEFAULT_PRIORITY
+    }
+}
+
+fn publish(rt: &Runtime, q: &Queue<Waiter>) {
+    let m = &rt.telemetry.flow;
+    m.queue_length
+        .set(i64::try_from(q.len()).unwrap_or(i64::MAX));
+    m.queue_bytes
+        .set(i64::try_from(q.bytes()).unwrap_or(i64::MAX));
+}
+
+/// Picks an endpoint for `req` (of `bytes` bytes, counted against the queue's byte limits),
+/// waiting in the queue when flow control is on and every endpoint is saturated. Dropping the
+/// returned future takes the request out of the queue.
+pub async fn pick(
+    rt: &Arc<Runtime>,
+    req: PickRequest,
+    bytes: u64,
+    api: &'static str,
+) -> Result<Pick, Refusal> {
+    let cfg = rt.scheduler.config();
+    let fc: &FlowControlConfig = &cfg.flow_control;
+    if !fc.enabled {
+        return rt.pick(&req, api).map_err(|e| Refusal::from_pick(e, fc));
+    }
+    if rt.flow.is_empty() {
+        let started = Instant::now();
+        let r = rt
+            .scheduler
+            .pick_admitting(&req, &rt.snapshot(), rt.clock().now(), true);
+        if r != Err(PickError::Saturated) {
+            rt.telemetry.record_pick(api, &r, started.elapsed());
+            return r.map_err(|e| Refusal::from_pick(e, fc));
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    let hashes = req.block_hashes.clone();
+    let now = Instant::now();
+    let waiter = Waiter {
+        req,
+        api,
+        since: now,
+        tx,
+    };
+    let pushed = {
+        let mut q = rt.flow.lock();
+        let r = q.push(
+            fc,
+            priority(&waiter.req),
+            bytes,
+            now + fc.request_ttl,
+            waiter,
+        );
+        publish(rt, &q);
+        r
+    };
+    let id = match pushed {
+        Ok(id) => id,
+        Err((full, _)) => {
+            rt.telemetry.flow.reject(match full {
+                Full::Requests => "queue_full",
+                Full::Bytes => "bytes_full",
+            });
+            rt.telemetry
+                .record_pick(api, &Err(PickError::Saturated), now.elapsed());
+            return Err(Refusal::queue_full(fc, full));
+        }
+    };
+    rt.telemetry.flow.queued.inc();
+    rt.flow.start(rt);
+    rt.flow.wake();
+    let mut ticket = Ticket {
+        rt: rt.clone(),
+        id,
+        rx,
+        hashes,
+        done: false,
+    };
+    ticket.wait().await
+}
+
+/// A queued pick's claim; dropping it before the answer gives the place (or the pick) back.
+struct Ticket {
+    rt: Arc<Runtime>,
+    id: u64,
+    rx: oneshot::Receiver<Answer>,
+    hashes: Vec<u64>,
+    done: bool,
+}
+
+impl Ticket {
+    async fn wait(&mut self) -> Answer {
+        let r = (&mut self.rx).await;
+        self.done = true;
+        match r {
+            Ok(answer) => answer,
+            // The dispatcher never drops a waiter unanswered; if it ever did, this is the
+            // truthful answer.
+            Err(_) => Err(Refusal::timed_out(&self.rt.scheduler.config().flow_control)),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let removed = {
+            let mut q = self.rt.flow.lock();
+            let r = q.remove(self.id);
+            publish(&self.rt, &q);
+            r.is_some()
+        };
+        if removed {
+            self.rt.telemetry.flow.reject("cancelled");
+        } else if let Ok(Ok(pick)) = self.rx.try_recv() {
+            // Picked for a caller that is gone: the request will never run there.
+            self.rt.observe_completed(&pick.endpoint, &self.hashes);
+            self.rt.telemetry.flow.reject("cancelled");
+        }
+        // Otherwise the dispatcher holds the answer and finds the caller gone when it sends.
+    }
+}
+
+/// Answers what can be answered now: expired requests, then the queue's front for as long as
+/// an endpoint has headroom. Returns the next deadline, `None` when nothing waits.
+fn dispatch_round(rt: &Arc<Runtime>) -> Option<std::time::Instant> {
+    let cfg = rt.scheduler.config();
+    let fc = &cfg.flow_control;
+    let mut answered: Vec<(Waiter, Answer)> = Vec::new();
+    let next = {
+        let mut q = rt.flow.lock();
+        if q.is_empty() {
+            return None;
+        }
+        for e in q.expire(Instant::now()) {
+            rt.telemetry.flow.reject("timeout");
+            answered.push((e.item, Err(Refusal::timed_out(fc))));
+        }
+        let states = rt.snapshot();
+        let now = rt.clock().now();
+        while let Some(front) = q.front() {
+            // Turned off by a reload: what a pick does without flow control.
+            let hold = fc.enabled || front.item.req.sheddable;
+            let started = Instant::now();
+            let r = rt
+                .scheduler
+                .pick_admitting(&front.item.req, &states, now, hold);
+            if fc.enabled && r == Err(PickError::Saturated) {
+                break;
+            }
+            let Some(e) = q.pop_front() else { break };
+            rt.telemetry.record_pick(e.item.api, &r, started.elapsed());
+            if matches!(
+                r,
+                Err(PickError::NoReadyEndpoint | PickError::SubsetUnavailable)
+            ) {
+                rt.telemetry.flow.reject("no_endpoint");
+            }
+            answered.push((e.item, r.map_err(|x| Refusal::from_pick(x, fc))));
+        }
+        publish(rt, &q);
+        q.next_deadline()
+    };
+    for (w, answer) in answered {
+        let ok = answer.is_ok();
+        let waited = w.since.elapsed();
+        match w.tx.send(answer) {
+            Ok(()) if ok => {
+                rt.telemetry.flow.dispatched.inc();
+                rt.telemetry.flow.wait.observe(waited.as_secs_f64());
+            }
+            Ok(()) => {}
+            Err(Ok(pick)) => {
+                rt.observe_completed(&pick.endpoint, &w.req.block_hashes);
+                rt.telemetry.flow.reject("cancelled");
+            }
+            Err(Err(_)) => {}
+        }
+    }
+    next
+}
