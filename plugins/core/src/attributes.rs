@@ -11,6 +11,8 @@
 //! true side absorb it, and a `when` list that ends in an error does not hold — so a limit
 //! conditioned on a property the identity lacks is skipped, as Kuadrant skips it.
 
+pub mod derived;
+
 use serde::Deserialize;
 
 /// An attribute of the request or its identity.
@@ -38,6 +40,8 @@ pub enum Attribute {
     SourceAddress,
     /// The client's IP (`source.remote_address`).
     SourceIp,
+    /// An attribute read straight from the request, defined in [`derived`].
+    Derived(&'static derived::Derived),
 }
 
 /// Longest attribute name accepted.
@@ -83,7 +87,7 @@ impl std::fmt::Display for AttributeError {
             Self::MissingBracket(src) => write!(f, "expected `]` in `{src}`"),
             Self::NotAPath(src) => write!(f, "`{src}` is not an attribute path"),
             Self::IdentityAlone => f.write_str("`auth.identity` alone is not an attribute; name a property (`auth.identity.tier`)"),
-            Self::Unknown(name) => write!(f, "unknown attribute `{name}` (known: auth.identity.<property>, request.path, request.url_path, request.query, request.method, request.host, request.headers['<name>'], source.address, source.remote_address, model)"),
+            Self::Unknown(name) => write!(f, "unknown attribute `{name}` (known: auth.identity.<property>, request.path, request.url_path, request.query, request.method, request.host, request.headers['<name>'], source.address, source.remote_address, model, {})", derived::names()),
             Self::TooDeep => write!(f, "a predicate is at most {MAX_DEPTH} levels and {MAX_NODES} tests deep"),
             Self::MixedNode => f.write_str("a node is exactly one of `all`, `any`, `not`, or an `attribute` test"),
             Self::EmptyNode => f.write_str("empty node"),
@@ -158,6 +162,9 @@ impl Attribute {
             "source.remote_address" => Self::SourceIp,
             "model" | "request.model" | "request.body.model" => Self::Model,
             other => {
+                if let Some(d) = derived::find(other) {
+                    return Ok(Self::Derived(d));
+                }
                 if let Some(p) = other.strip_prefix("identity") {
                     let path = path_segments(p)?;
                     if path.is_empty() {

@@ -5,6 +5,7 @@
 //! identity headers the auth plugin sets (client copies are stripped there).
 
 use super::config::RateLimitConfig;
+use crate::attributes::derived::RequestFacts;
 use crate::attributes::{Attribute, AttributeSource};
 use crate::auth::identity::{self, IdentityObject};
 
@@ -64,6 +65,15 @@ impl RequestAttributes {
     }
 }
 
+impl RequestFacts for RequestAttributes {
+    fn header_values(&self, name: &str) -> Vec<String> {
+        self.header(name)
+    }
+    fn source_address(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+}
+
 impl AttributeSource for RequestAttributes {
     fn values(&self, attr: &Attribute) -> Vec<String> {
         match attr {
@@ -107,6 +117,7 @@ impl AttributeSource for RequestAttributes {
                 .filter_map(|s| crate::auth::cidr::ip_of(s))
                 .map(|ip| ip.to_string())
                 .collect(),
+            Attribute::Derived(d) => (d.values)(self),
         }
     }
 }
