@@ -201,7 +201,23 @@ pub fn render(bundle: &Bundle, opts: &Options) -> Result<Rendered> {
                 "the affinity plugin needs the pods' addresses as its fallback when host-shim is unreachable: pass --endpoints ip:port,…",
             ));
         }
-        let v = json!({"endpoints": opts.endpoints, "hostShim": {"cluster": HOST_SHIM_CLUSTER},
+        let mut shim = json!({"cluster": HOST_SHIM_CLUSTER});
+        // With flow control on a pick may wait in host-shim's queue: the callout outlasts it.
+        if let Some(Ok(epp)) = p
+            .epp
+            .as_deref()
+            .map(host_shim::scheduler::config::SchedulerConfig::parse)
+        {
+            let source = format!("EndpointPickerConfig of {}/{}", p.namespace, p.name);
+            if let Some(ms) = epp
+                .flow_control
+                .plugin_callout_ms()
+                .map_err(|e| Error::new(source, e.path, e.message))?
+            {
+                shim["timeoutMs"] = json!(ms);
+            }
+        }
+        let v = json!({"endpoints": opts.endpoints, "hostShim": shim,
             infergate_core::header_hold::FIELD: true});
         check::<infergate_core::affinity::AffinityConfig>("affinity", &v)?;
         plugins.push(("affinity".into(), v));
