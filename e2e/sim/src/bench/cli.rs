@@ -87,6 +87,11 @@ pub struct Args {
     /// Live mode: per-request timeout, seconds of real time.
     #[arg(long, default_value_t = 600.0)]
     live_timeout_s: f64,
+    /// Only plot: read the "TTFT p90 (ms) by offered load" tables of this markdown report
+    /// (e.g. a combined bench-routing-live.md) and write `ttft-p90-live-<workload>.png`
+    /// into --out; nothing is simulated.
+    #[arg(long)]
+    plot_report: Option<PathBuf>,
 }
 
 /// A router another crate contributes: its name and how to make one from the seed.
@@ -98,6 +103,21 @@ pub type ExtraRouter = (String, Box<dyn Fn(u64) -> Box<dyn Router>>);
 /// Bad flags or configuration, unknown routers, or failure to write the report.
 pub fn main_with(extra: Vec<ExtraRouter>) -> Result<()> {
     let args = Args::parse();
+    if let Some(md) = &args.plot_report {
+        let text =
+            std::fs::read_to_string(md).with_context(|| format!("reading {}", md.display()))?;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let files = plot::plot_report(&text, &args.out, "live-")
+            .with_context(|| format!("writing plots into {}", args.out.display()))?;
+        if files.is_empty() {
+            anyhow::bail!("{}: no \"by offered load\" table to plot", md.display());
+        }
+        for f in files {
+            println!("wrote {}", f.display());
+        }
+        return Ok(());
+    }
     let (profile, engine) = EngineConfig::for_profile_name(&args.profile, args.kv_blocks)
         .map_err(anyhow::Error::msg)?;
     let cfg = BenchConfig {
