@@ -4,35 +4,14 @@
 use crate::{endpoints_key, Shared};
 use infergate_core::affinity::flow::{Event, Host, ServedReport};
 use infergate_core::openai::SUMMARY_PROPERTY;
-use infergate_core::stream::Delegate;
 use infergate_glue::{self as glue, host};
-use std::rc::Rc;
 use std::time::Duration;
 
-/// The current request's host; the calls every flow makes are [`glue::Stream`]'s.
-pub(crate) struct WasmHost {
-    pub shared: Rc<Shared>,
-    stream: glue::Stream,
-}
-
-impl WasmHost {
-    pub(crate) fn new(shared: Rc<Shared>) -> Self {
-        Self {
-            shared,
-            stream: glue::Stream,
-        }
-    }
-}
-
-impl Delegate for WasmHost {
-    type To = glue::Stream;
-    fn stream(&self) -> &glue::Stream {
-        &self.stream
-    }
-    fn stream_mut(&mut self) -> &mut glue::Stream {
-        &mut self.stream
-    }
-}
+glue::wasm_host!(
+    /// The current request's host; the calls every flow makes are [`glue::Stream`]'s.
+    WasmHost,
+    Shared
+);
 
 impl Host for WasmHost {
     fn handed_summary(&self) -> Option<Vec<u8>> {

@@ -37,11 +37,16 @@ impl std::error::Error for HostError {}
 
 /// `r` with a failure typed and logged (at `level`).
 fn checked<T>(call: &'static str, level: LogLevel, r: Result<T, Status>) -> Result<T, HostError> {
-    r.map_err(|status| {
-        let e = HostError { call, status };
-        crate::log(level, &e.to_string());
-        e
-    })
+    r.map_err(|status| failed(call, level, status))
+}
+
+/// A failure, logged once (not generic: one copy of the formatting code in the plugin).
+#[cold]
+#[inline(never)]
+fn failed(call: &'static str, level: LogLevel, status: Status) -> HostError {
+    let e = HostError { call, status };
+    crate::log(level, &e.to_string());
+    e
 }
 
 /// A call whose failure means the host is in a state the plugin cannot help: warned about.

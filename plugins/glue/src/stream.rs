@@ -4,7 +4,7 @@
 
 use crate::host;
 use infergate_core::openai_error::ErrorKind;
-use infergate_core::stream::StreamHost;
+pub use infergate_core::stream::{Delegate, StreamHost};
 
 /// The request whose callback is running, as a [`StreamHost`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,4 +32,40 @@ impl StreamHost for Stream {
     fn resume(&mut self) {
         host::resume_request();
     }
+}
+
+/// Declares an adapter's host for a core flow: `struct $name { shared: Rc<$shared> }`, whose
+/// [`StreamHost`] calls are [`Stream`]'s (through
+/// [`Delegate`](infergate_core::stream::Delegate)), with `$name::new(shared)`. The adapter
+/// then implements only its flow's own `Host` methods.
+#[macro_export]
+macro_rules! wasm_host {
+    ($(#[$meta:meta])* $name:ident, $shared:ty) => {
+        $(#[$meta])*
+        pub(crate) struct $name {
+            /// What every request context of this VM shares.
+            pub shared: ::std::rc::Rc<$shared>,
+            stream: $crate::Stream,
+        }
+
+        impl $name {
+            /// The host of one request.
+            pub(crate) fn new(shared: ::std::rc::Rc<$shared>) -> Self {
+                Self {
+                    shared,
+                    stream: $crate::Stream,
+                }
+            }
+        }
+
+        impl $crate::stream::Delegate for $name {
+            type To = $crate::Stream;
+            fn stream(&self) -> &$crate::Stream {
+                &self.stream
+            }
+            fn stream_mut(&mut self) -> &mut $crate::Stream {
+                &mut self.stream
+            }
+        }
+    };
 }

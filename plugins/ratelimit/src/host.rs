@@ -9,35 +9,14 @@ use infergate_core::ratelimit::counter::CounterStore;
 use infergate_core::ratelimit::decision::Usage;
 use infergate_core::ratelimit::flow::{Event, Host};
 use infergate_core::ratelimit::rls::Descriptor;
-use infergate_core::stream::Delegate;
 use infergate_glue::{self as glue, host};
 use proxy_wasm::types::LogLevel;
-use std::rc::Rc;
 
-/// The current request's host; the calls every flow makes are [`glue::Stream`]'s.
-pub(crate) struct WasmHost {
-    pub shared: Rc<Shared>,
-    stream: glue::Stream,
-}
-
-impl WasmHost {
-    pub(crate) fn new(shared: Rc<Shared>) -> Self {
-        Self {
-            shared,
-            stream: glue::Stream,
-        }
-    }
-}
-
-impl Delegate for WasmHost {
-    type To = glue::Stream;
-    fn stream(&self) -> &glue::Stream {
-        &self.stream
-    }
-    fn stream_mut(&mut self) -> &mut glue::Stream {
-        &mut self.stream
-    }
-}
+glue::wasm_host!(
+    /// The current request's host; the calls every flow makes are [`glue::Stream`]'s.
+    WasmHost,
+    Shared
+);
 
 impl Host for WasmHost {
     fn request_headers(&self) -> Vec<(String, String)> {
