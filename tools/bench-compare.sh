@@ -60,6 +60,15 @@ say "building the current tree's plugins, bench-gateway and host-shim"
 nice -n 15 $build_cmd
 nice -n 15 cargo build --profile "$profile" -p infergate-e2e --bin bench-gateway -p host-shim --bin host-shim
 
+# The same build command only means the same build if the release profile (root Cargo.toml)
+# and the cargo config agree; the results say when they do not.
+release_profile() { awk '/^\[profile\.release\]/{on=1; print; next} /^\[/{on=0} on && !/^[[:space:]]*(#|$)/' ; }
+profile_note=""
+if [ "$(git show "$rev:Cargo.toml" | release_profile)" != "$(release_profile < Cargo.toml)" ] \
+   || ! diff -q <(git show "$rev:.cargo/config.toml" 2>/dev/null) <(cat .cargo/config.toml 2>/dev/null) >/dev/null; then
+  profile_note=" **The release profile or .cargo/config.toml differs between the two trees**: the sizes mix the refactor with the build settings."
+fi
+
 after_rev="$(git rev-parse --short HEAD)"
 after_label="after ($after_rev)"
 if [ -n "$(git status --porcelain -- plugins Cargo.toml Cargo.lock)" ]; then
@@ -88,9 +97,9 @@ minutes=$(( ($(date +%s) - t0 + 59) / 60 ))
 {
   echo "# The refactor's cost: plugins and gateway before and after (issue 14)"
   echo
-  echo "Before: \`$short_before\` ($(git log -1 --format=%cs "$rev"), the tree before the thin-adapter refactor)."
+  echo "Before: \`$short_before\` ($(git log -1 --format=%cs "$rev")$([ "$short_before" = "$(git rev-parse --short 5596f6b 2>/dev/null)" ] && echo ", the tree before issue 14's thin-adapter refactor"))."
   echo "After: \`$after_rev\` ($(git log -1 --format=%cs HEAD))$([ "${after_label#*+}" != "$after_label" ] && echo ", with uncommitted changes in plugins/ or Cargo files at the time")."
-  echo "Both plugin sets built with \`$build_cmd\` (the before tree in a detached worktree with its own target dir), then measured in one \`bench-gateway\` run started $started, ~$minutes min."
+  echo "Both plugin sets built with \`$build_cmd\` (the before tree in a detached worktree with its own target dir; $(rustc --version)).$profile_note Then measured in one \`bench-gateway\` run started $started, ~$minutes min."
   echo
   echo "Command: \`make bench-compare\` = \`tools/bench-compare.sh $before_rev${bench_args[*]:+ -- ${bench_args[*]}}\`"
   echo
