@@ -86,6 +86,7 @@ done
 body="$(mktemp)"
 trap 'rm -f "$body"' EXIT
 started="$(date -u +%FT%TZ)"
+load_start="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)"
 t0=$(date +%s)
 say "running bench-gateway: before ($short_before) vs $after_label ${bench_args[*]:-}"
 "$root/target/$profile/bench-gateway" \
@@ -99,7 +100,7 @@ minutes=$(( ($(date +%s) - t0 + 59) / 60 ))
   echo
   echo "Before: \`$short_before\` ($(git log -1 --format=%cs "$rev")$([ "$short_before" = "$(git rev-parse --short 5596f6b 2>/dev/null)" ] && echo ", the tree before issue 14's thin-adapter refactor"))."
   echo "After: \`$after_rev\` ($(git log -1 --format=%cs HEAD))$([ "${after_label#*+}" != "$after_label" ] && echo ", with uncommitted changes in plugins/ or Cargo files at the time")."
-  echo "Both plugin sets built with \`$build_cmd\` (the before tree in a detached worktree with its own target dir; $(rustc --version)).$profile_note Then measured in one \`bench-gateway\` run started $started, ~$minutes min."
+  echo "Both plugin sets built with \`$build_cmd\` (the before tree in a detached worktree with its own target dir; $(rustc --version)).$profile_note Then measured in one \`bench-gateway\` run started $started (load average then: $load_start), ~$minutes min."
   echo
   echo "Command: \`make bench-compare\` = \`tools/bench-compare.sh $before_rev${bench_args[*]:+ -- ${bench_args[*]}}\`"
   echo
