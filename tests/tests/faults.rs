@@ -21,49 +21,27 @@ use futures_util::StreamExt;
 use infergate_core::config::parse;
 use infergate_core::ratelimit::RateLimitConfig;
 use infergate_e2e::child::HostShim;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec};
+use infergate_e2e::envoy::Envoy;
 use infergate_e2e::redis::RedisServer;
 use infergate_e2e::rls::RlsServer;
 use infergate_e2e::upstream::Upstream;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
-
-const MODEL: &str = "Qwen/Qwen3-0.6B";
-
-fn auth() -> Value {
-    json!({"methods": [{"name": "keys", "apiKey": {"keys": [
-        {"sha256": digest("alice-key"), "identity": {"userid": "alice"}},
-        {"sha256": digest("bob-key"), "identity": {"userid": "bob"}}]}}]})
-}
-
-async fn chat(envoy: &Envoy, key: &str, body: &Value) -> reqwest::Result<reqwest::Response> {
-    http_client()
-        .post(format!("{}/v1/chat/completions", envoy.http_url()))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_that_never_answers_is_a_504_per_request() -> anyhow::Result<()> {
     let pod = SilentPod::start().await?;
     let rl = json!({"limits": [{"name": "r", "rates": [{"limit": 1000, "window": "1h"}],
                                 "counters": ["auth.identity.userid"]}]});
-    let spec = GatewaySpec {
-        route_timeout_secs: 2,
-        concurrency: 2,
-        ..GatewaySpec::default()
-    };
-    let affinity = json!({"endpoints": [pod.addr.to_string()]});
-    let envoy = Envoy::start(&with_chain(spec, &auth(), &rl, &affinity)?).await?;
-    let sends = (0..8).map(|_| async {
-        match chat(&envoy, "alice-key", &chat_body(MODEL, false)).await {
-            Ok(r) => r.status().as_u16(),
-            Err(_) => 0,
-        }
-    });
-    let codes = futures_util::future::join_all(sends).await;
+    let envoy = Gateway::builder()
+        .route_timeout_secs(2)
+        .concurrency(2)
+        .auth(alice_and_bob())
+        .ratelimit(rl)
+        .pinned_to(pod.addr)
+        .start()
+        .await?;
+    let codes = Sender::to(&envoy).key("alice-key").at_once(8).await;
     assert_eq!(codes, vec![504; 8], "{}", envoy.log());
     assert!(pod.accepted.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert_eq!(
@@ -73,41 +51,28 @@ async fn a_pod_that_never_answers_is_a_504_per_request() -> anyhow::Result<()> {
         Some(8)
     );
     // The gateway still answers what it answers locally.
-    let r = http_client()
-        .post(format!("{}/v1/chat/completions", envoy.http_url()))
-        .json(&chat_body(MODEL, false))
-        .send()
-        .await?;
+    let r = Sender::to(&envoy).send(0).await?;
     assert_eq!(r.status(), 401);
     Ok(())
-}
-
-fn remaining_tokens(r: &reqwest::Response) -> u64 {
-    r.headers()["x-ratelimit-remaining-tokens"]
-        .to_str()
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .expect("remaining header")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_killed_mid_stream_ends_the_stream_and_settles_the_budget() -> anyhow::Result<()> {
     let (pod, addr) = sim_pod("pod-k", 0, &[]).await?;
     let budget = 1_000_000u64;
-    let rl = json!({"limits": [{"name": "tokens", "rates": [{"limit": budget, "window": "1h"}],
-                                "counters": ["auth.identity.userid"], "counts": "tokens"}],
-                    "responseHeaders": "xRatelimit"});
-    let affinity = json!({"endpoints": [addr.to_string()]});
-    let spec = GatewaySpec {
-        concurrency: 2,
-        ..GatewaySpec::default()
-    };
-    let envoy = Envoy::start(&with_chain(spec, &auth(), &rl, &affinity)?).await?;
+    let envoy = Gateway::builder()
+        .concurrency(2)
+        .auth(alice_and_bob())
+        .ratelimit(token_budget(budget))
+        .pinned_to(addr)
+        .start()
+        .await?;
+    let alice = Sender::to(&envoy).key("alice-key");
     // A long stream (20 000 tokens take seconds at the profile's decode speed).
     let reserve = 20_000u64;
     let body = json!({"model": MODEL, "max_tokens": reserve, "stream": true,
                       "messages": [{"role": "user", "content": "Tell me a very long story."}]});
-    let r = chat(&envoy, "alice-key", &body).await?;
+    let r = alice.clone().body(body).send(0).await?;
     assert_eq!(r.status(), 200);
     let before = remaining_tokens(&r);
     assert!(budget - before >= reserve, "reserved {}", budget - before);
@@ -140,7 +105,7 @@ async fn a_pod_killed_mid_stream_ends_the_stream_and_settles_the_budget() -> any
     assert_eq!(addr2, addr);
     let small = json!({"model": MODEL, "max_tokens": 1,
                        "messages": [{"role": "user", "content": "hi"}]});
-    let r = chat(&envoy, "alice-key", &small).await?;
+    let r = alice.body(small).send(0).await?;
     assert_eq!(r.status(), 200);
     let used = budget - remaining_tokens(&r);
     // Settled: far below the 20 000-token reservation, and at least what was streamed.
@@ -164,49 +129,26 @@ async fn host_shim_killed_and_restarted_falls_back_then_returns_to_picks() -> an
     shim.wait_ready(3, Duration::from_secs(10)).await?;
     let mut relay = Relay::start(shim.http).await?;
     let config = json!({"endpoints": eps, "hostShim": {"cluster": "host-shim", "timeoutMs": 200}});
-    let spec = GatewaySpec {
-        clusters: vec![ClusterSpec {
-            name: "host-shim".into(),
-            addresses: vec![relay.addr],
-            http2: true,
-        }],
-        concurrency: 2,
-        ..GatewaySpec::default()
-    }
-    .with_filter(infergate_e2e::envoy::WasmFilter::plugin(
-        "affinity",
-        config.to_string(),
-    )?);
-    let envoy = Envoy::start(&spec).await?;
-    let url = format!("{}/v1/chat/completions", envoy.http_url());
+    let envoy = Gateway::builder()
+        .host_shim(relay.addr)
+        .concurrency(2)
+        .affinity(config)
+        .start()
+        .await?;
+    let url = chat_url(&envoy);
     let phase = |n: usize, tag: &'static str| {
         let url = url.clone();
         async move {
-            let sends = (0..n).map(|i| {
-                let url = url.clone();
-                async move {
-                    let body = json!({"model": MODEL, "max_tokens": 2, "messages": [
-                        {"role": "user", "content": format!("{tag} question {i}")}]});
-                    match http_client().post(&url).json(&body).send().await {
-                        Ok(r) => r.status().as_u16(),
-                        Err(_) => 0,
-                    }
-                }
-            });
-            futures_util::future::join_all(sends).await
+            concurrently(n, |i| {
+                let body = json!({"model": MODEL, "max_tokens": 2, "messages": [
+                    {"role": "user", "content": format!("{tag} question {i}")}]});
+                let sender = Sender::to_urls(vec![url.clone()]).body(body);
+                async move { sender.in_turn(1).await[0] }
+            })
+            .await
         }
     };
-    let stat = |name: &'static str| {
-        let envoy = &envoy;
-        async move {
-            envoy
-                .stat(&format!("wasmcustom.infergate.affinity.{name}"))
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-        }
-    };
+    let stat = |name: &'static str| plugin_stat(&envoy, "affinity", name);
     assert_eq!(phase(20, "up").await, vec![200; 20]);
     let picks_up = stat("host_shim_picks").await;
     assert_eq!(picks_up, 20, "{}", envoy.log());
@@ -251,62 +193,26 @@ async fn host_shim_killed_and_restarted_falls_back_then_returns_to_picks() -> an
     Ok(())
 }
 
-fn global_config(failure_mode: &str) -> Value {
-    json!({
-        "limits": [{"name": "per-user", "rates": [{"limit": 10, "window": "1h"}],
-                    "counters": ["auth.identity.userid"]}],
-        "global": {"cluster": "ratelimit", "domain": "infergate", "timeoutMs": 500,
-                   "failureMode": failure_mode},
-        "responseHeaders": "xRatelimit"
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rls_down_and_back_in_each_failure_mode() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
-    let config: RateLimitConfig = parse(global_config("deny").to_string().as_bytes())?;
+    let config: RateLimitConfig = parse(per_user_global("deny").to_string().as_bytes())?;
     let rls = RlsServer::start("infergate", &config, redis.socket()).await?;
     let mut relay = Relay::start(rls.addr).await?;
     let pod = Upstream::start("pod-1", MODEL).await?;
     let gateway = |mode: &'static str| {
-        let spec = GatewaySpec {
-            clusters: vec![ClusterSpec {
-                name: "ratelimit".into(),
-                addresses: vec![relay.addr],
-                http2: true,
-            }],
-            ..GatewaySpec::default()
-        };
-        let affinity = json!({"endpoints": [pod.addr.to_string()]});
-        with_chain(spec, &auth(), &global_config(mode), &affinity)
+        Gateway::builder()
+            .rls(relay.addr)
+            .auth(alice_and_bob())
+            .ratelimit(per_user_global(mode))
+            .pinned_to(pod.addr)
+            .start()
     };
-    let deny = Envoy::start(&gateway("deny")?).await?;
-    let allow = Envoy::start(&gateway("allow")?).await?;
+    let deny = gateway("deny").await?;
+    let allow = gateway("allow").await?;
     let codes = |e: &Envoy, key: &'static str, n: usize| {
-        let url = format!("{}/v1/chat/completions", e.http_url());
-        async move {
-            let mut out = Vec::new();
-            for _ in 0..n {
-                let r = http_client()
-                    .post(&url)
-                    .bearer_auth(key)
-                    .json(&chat_body(MODEL, false))
-                    .send()
-                    .await;
-                out.push(match r {
-                    Ok(r) => {
-                        let s = r.status().as_u16();
-                        if s == 500 {
-                            let v: Value = r.json().await.unwrap_or_default();
-                            assert_eq!(v["error"]["code"], "ratelimit_unavailable");
-                        }
-                        s
-                    }
-                    Err(_) => 0,
-                });
-            }
-            out
-        }
+        let sender = Sender::to(e).key(key).every_500_is("ratelimit_unavailable");
+        async move { sender.in_turn(n).await }
     };
     // Up: counted by the service.
     assert_eq!(codes(&deny, "alice-key", 3).await, vec![200; 3]);
@@ -326,10 +232,8 @@ async fn rls_down_and_back_in_each_failure_mode() -> anyhow::Result<()> {
     relay.up(rls.addr).await?;
     let alice = codes(&deny, "alice-key", 8).await;
     let bob = codes(&allow, "bob-key", 8).await;
-    let mut want = vec![200; 7];
-    want.push(429);
-    assert_eq!(alice, want, "{}", deny.log());
-    assert_eq!(bob, want, "{}", allow.log());
+    assert_eq!(alice, n_then_429(7), "{}", deny.log());
+    assert_eq!(bob, n_then_429(7), "{}", allow.log());
     assert_eq!(pod.requests().len(), 3 + 3 + 4 + 7 + 7);
     drop(redis);
     Ok(())

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use infergate_core::config::parse;
 use infergate_core::ratelimit::RateLimitConfig;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec};
+use infergate_e2e::envoy::Envoy;
 use infergate_e2e::global_rls::{limitador_bin, GlobalRls, LIMITADOR_BIN_ENV};
 use infergate_e2e::limitador::LimitadorServer;
 use infergate_e2e::redis::RedisServer;
@@ -17,69 +17,25 @@ use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
-const MODEL: &str = "Qwen/Qwen3-0.6B";
-
-fn auth() -> Value {
-    json!({"methods": [{"name": "keys", "apiKey": {"keys": [
-        {"sha256": digest("alice-key"), "identity": {"userid": "alice"}},
-        {"sha256": digest("bob-key"), "identity": {"userid": "bob"}}]}}]})
-}
-
-fn per_user(failure_mode: &str) -> Value {
-    json!({
-        "limits": [{"name": "per-user", "rates": [{"limit": 10, "window": "1h"}],
-                    "counters": ["auth.identity.userid"]}],
-        "global": {"cluster": "ratelimit", "domain": "infergate", "timeoutMs": 500,
-                   "failureMode": failure_mode},
-        "responseHeaders": "xRatelimit"
-    })
-}
-
 async fn gateway(pod: &Upstream, rls: SocketAddr, ratelimit: &Value) -> anyhow::Result<Envoy> {
-    let spec = GatewaySpec {
-        clusters: vec![ClusterSpec {
-            name: "ratelimit".into(),
-            addresses: vec![rls],
-            http2: true,
-        }],
-        ..GatewaySpec::default()
-    };
-    let affinity = json!({"endpoints": [pod.addr.to_string()]});
-    Envoy::start(&with_chain(spec, &auth(), ratelimit, &affinity)?).await
+    Gateway::builder()
+        .rls(rls)
+        .auth(alice_and_bob())
+        .ratelimit(ratelimit.clone())
+        .pinned_to(pod.addr)
+        .start()
+        .await
 }
 
 /// Sends `n` chat completions one after the other; returns the statuses (0: no answer).
 /// Every 500 must be the documented `ratelimit_unavailable` error.
 async fn codes(envoy: &Envoy, key: &str, headers: &[(&str, &str)], n: usize) -> Vec<u16> {
-    let url = format!("{}/v1/chat/completions", envoy.http_url());
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let mut req = http_client()
-            .post(&url)
-            .bearer_auth(key)
-            .json(&chat_body(MODEL, false));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        out.push(match req.send().await {
-            Ok(r) => {
-                let s = r.status().as_u16();
-                if s == 500 {
-                    let v: Value = r.json().await.unwrap_or_default();
-                    assert_eq!(v["error"]["code"], "ratelimit_unavailable", "{v}");
-                }
-                s
-            }
-            Err(_) => 0,
-        });
-    }
-    out
-}
-
-fn seven_then_429() -> Vec<u16> {
-    let mut want = vec![200; 7];
-    want.push(429);
-    want
+    Sender::to(envoy)
+        .key(key)
+        .headers(headers)
+        .every_500_is("ratelimit_unavailable")
+        .in_turn(n)
+        .await
 }
 
 fn skip(test: &str) -> bool {
@@ -97,11 +53,11 @@ async fn limitador_killed_and_restarted_in_each_failure_mode() -> anyhow::Result
     }
     let bin = limitador_bin().unwrap_or_default();
     let redis = RedisServer::start()?;
-    let config: RateLimitConfig = parse(per_user("deny").to_string().as_bytes())?;
+    let config: RateLimitConfig = parse(per_user_global("deny").to_string().as_bytes())?;
     let mut limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
     let pod = Upstream::start("pod-1", MODEL).await?;
-    let deny = gateway(&pod, limitador.addr, &per_user("deny")).await?;
-    let allow = gateway(&pod, limitador.addr, &per_user("allow")).await?;
+    let deny = gateway(&pod, limitador.addr, &per_user_global("deny")).await?;
+    let allow = gateway(&pod, limitador.addr, &per_user_global("allow")).await?;
     // Up: counted by Limitador.
     assert_eq!(codes(&deny, "alice-key", &[], 3).await, vec![200; 3]);
     assert_eq!(codes(&allow, "bob-key", &[], 3).await, vec![200; 3]);
@@ -120,12 +76,12 @@ async fn limitador_killed_and_restarted_in_each_failure_mode() -> anyhow::Result
     limitador.restart().await?;
     assert_eq!(
         codes(&deny, "alice-key", &[], 8).await,
-        seven_then_429(),
+        n_then_429(7),
         "{}\n{}",
         deny.log(),
         limitador.log()
     );
-    assert_eq!(codes(&allow, "bob-key", &[], 8).await, seven_then_429());
+    assert_eq!(codes(&allow, "bob-key", &[], 8).await, n_then_429(7));
     assert_eq!(limitador.used("infergate", "per-user").await?, vec![10, 10]);
     assert_eq!(pod.requests().len(), 3 + 3 + 4 + 7 + 7);
     limitador.kill().await?;
@@ -139,11 +95,11 @@ async fn limitador_with_its_redis_down_and_back_in_each_failure_mode() -> anyhow
     }
     let bin = limitador_bin().unwrap_or_default();
     let mut redis = RedisServer::start()?;
-    let config: RateLimitConfig = parse(per_user("deny").to_string().as_bytes())?;
+    let config: RateLimitConfig = parse(per_user_global("deny").to_string().as_bytes())?;
     let mut limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
     let pod = Upstream::start("pod-1", MODEL).await?;
-    let deny = gateway(&pod, limitador.addr, &per_user("deny")).await?;
-    let allow = gateway(&pod, limitador.addr, &per_user("allow")).await?;
+    let deny = gateway(&pod, limitador.addr, &per_user_global("deny")).await?;
+    let allow = gateway(&pod, limitador.addr, &per_user_global("allow")).await?;
     assert_eq!(codes(&deny, "alice-key", &[], 3).await, vec![200; 3]);
     assert_eq!(codes(&allow, "bob-key", &[], 3).await, vec![200; 3]);
     // Redis killed: Limitador answers UNAVAILABLE (or not in time); each failure mode applies.
@@ -178,13 +134,9 @@ async fn limitador_with_its_redis_down_and_back_in_each_failure_mode() -> anyhow
     assert_eq!(alice.last(), Some(&200), "{alice:?}\n{}", limitador.log());
     assert!(alice.iter().all(|c| *c == 200 || *c == 500), "{alice:?}");
     let mut rest = codes(&deny, "alice-key", &[], 10).await;
-    let mut want = vec![200; 9];
-    want.push(429);
-    assert_eq!(rest, want, "{}", limitador.log());
+    assert_eq!(rest, n_then_429(9), "{}", limitador.log());
     rest = codes(&allow, "bob-key", &[], 11).await;
-    want = vec![200; 10];
-    want.push(429);
-    assert_eq!(rest, want);
+    assert_eq!(rest, n_then_429(10));
     let answered_200 = alice.iter().filter(|c| **c == 200).count();
     assert_eq!(
         pod.requests().len(),
@@ -202,20 +154,16 @@ async fn concurrent_calls_can_overshoot_limitadors_redis_budget() -> anyhow::Res
     }
     let bin = limitador_bin().unwrap_or_default();
     let redis = RedisServer::start()?;
-    let config: RateLimitConfig = parse(per_user("deny").to_string().as_bytes())?;
+    let config: RateLimitConfig = parse(per_user_global("deny").to_string().as_bytes())?;
     let limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
     let pod = Upstream::start("pod-1", MODEL).await?;
-    let a = gateway(&pod, limitador.addr, &per_user("deny")).await?;
-    let b = gateway(&pod, limitador.addr, &per_user("deny")).await?;
-    let urls = vec![
-        format!("{}/v1/chat/completions", a.http_url()),
-        format!("{}/v1/chat/completions", b.http_url()),
-    ];
+    let a = gateway(&pod, limitador.addr, &per_user_global("deny")).await?;
+    let b = gateway(&pod, limitador.addr, &per_user_global("deny")).await?;
     // 32 at once against a budget of 10: Limitador's `redis` storage reads the counter
     // (MGET) and increments it in later commands, so overlapping calls all see the old value.
-    let codes_seen = burst(&urls, "alice-key", 32).await;
-    let ok = codes_seen.iter().filter(|c| **c == 200).count();
-    let limited = codes_seen.iter().filter(|c| **c == 429).count();
+    let codes_seen = Sender::to_all(&[&a, &b]).key("alice-key").at_once(32).await;
+    let tally = Tally::of(&codes_seen);
+    let (ok, limited) = (tally.count(200), tally.count(429));
     eprintln!(
         "LIMITADOR-CONCURRENCY admitted {ok} of 32 concurrent requests against a budget of 10"
     );

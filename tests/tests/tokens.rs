@@ -6,12 +6,9 @@
 mod common;
 
 use common::*;
-use futures_util::future::join_all;
-use infergate_e2e::envoy::{Envoy, GatewaySpec};
+use infergate_e2e::envoy::Envoy;
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
-
-const MODEL: &str = "Qwen/Qwen3-0.6B";
 
 async fn gateway(pod: &Upstream, budget: u64) -> anyhow::Result<Envoy> {
     gateway_with(budget, json!({"endpoints": [pod.addr.to_string()]})).await
@@ -19,19 +16,13 @@ async fn gateway(pod: &Upstream, budget: u64) -> anyhow::Result<Envoy> {
 
 /// auth → ratelimit (token budget) → affinity with `affinity` as its configuration.
 async fn gateway_with(budget: u64, affinity: Value) -> anyhow::Result<Envoy> {
-    let auth = json!({"methods": [{"name": "keys", "apiKey": {"keys": [
-        {"sha256": digest("alice-key"), "identity": {"userid": "alice"}}
-    ]}}]});
-    let rl = json!({
-        "limits": [{"name": "tokens", "rates": [{"limit": budget, "window": "1h"}],
-                    "counters": ["auth.identity.userid"], "counts": "tokens"}],
-        "responseHeaders": "xRatelimit"
-    });
-    let spec = GatewaySpec {
-        concurrency: 2,
-        ..GatewaySpec::default()
-    };
-    Envoy::start(&with_chain(spec, &auth, &rl, &affinity)?).await
+    Gateway::builder()
+        .concurrency(2)
+        .auth(api_keys(&[("alice-key", "alice")]))
+        .ratelimit(token_budget(budget))
+        .affinity(affinity)
+        .start()
+        .await
 }
 
 fn body(max_tokens: u64, stream: bool, include_usage: bool) -> Value {
@@ -43,27 +34,15 @@ fn body(max_tokens: u64, stream: bool, include_usage: bool) -> Value {
     b
 }
 
-fn remaining(r: &reqwest::Response) -> u64 {
-    r.headers()["x-ratelimit-remaining-tokens"]
-        .to_str()
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .expect("remaining header")
-}
-
+/// Alice's chat completion `b` (with the header `extra`, if any).
 async fn post(
     envoy: &Envoy,
     b: &Value,
     extra: Option<(&str, &str)>,
 ) -> anyhow::Result<reqwest::Response> {
-    let mut req = http_client()
-        .post(format!("{}/v1/chat/completions", envoy.http_url()))
-        .bearer_auth("alice-key")
-        .json(b);
-    if let Some((k, v)) = extra {
-        req = req.header(k, v);
-    }
-    Ok(req.send().await?)
+    let extra: Vec<(&str, &str)> = extra.into_iter().collect();
+    let alice = Sender::to(envoy).key("alice-key").headers(&extra);
+    Ok(alice.body(b.clone()).send(0).await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +52,7 @@ async fn charges_the_estimate_then_settles_to_real_usage() -> anyhow::Result<()>
     let b = body(500, false, false);
     let first = post(&envoy, &b, None).await?;
     assert_eq!(first.status(), 200);
-    let estimate = 100_000 - remaining(&first);
+    let estimate = 100_000 - remaining_tokens(&first);
     assert!(estimate >= 500, "estimate {estimate} must cover max_tokens");
     let usage: Value = first.json().await?;
     let actual = usage["usage"]["total_tokens"].as_u64().expect("usage");
@@ -83,7 +62,7 @@ async fn charges_the_estimate_then_settles_to_real_usage() -> anyhow::Result<()>
     );
     // The second request sees the first settled down to its real usage.
     let second = post(&envoy, &b, None).await?;
-    assert_eq!(remaining(&second), 100_000 - actual - estimate);
+    assert_eq!(remaining_tokens(&second), 100_000 - actual - estimate);
     // The body was parsed once per request: the affinity filter took the rate limiter's parse
     // from filter state, and still routed by it.
     assert_eq!(
@@ -139,7 +118,7 @@ async fn streams_are_counted_exactly_without_showing_the_injected_usage_chunk() 
     let envoy = gateway(&pod, 100_000).await?;
     // The client did not ask for usage: it gets exactly the stream it asked for…
     let r = post(&envoy, &body(6, true, false), None).await?;
-    let estimate = 100_000 - remaining(&r);
+    let estimate = 100_000 - remaining_tokens(&r);
     let events = sse_data(&r.text().await?);
     assert_eq!(events.len(), 7, "6 content chunks and [DONE]: {events:?}");
     assert!(
@@ -151,7 +130,7 @@ async fn streams_are_counted_exactly_without_showing_the_injected_usage_chunk() 
     assert_eq!(seen["stream_options"]["include_usage"], true);
     let prompt = pod.requests()[0].body.len().div_ceil(4) as u64;
     let r2 = post(&envoy, &body(6, true, true), None).await?;
-    assert_eq!(remaining(&r2), 100_000 - (prompt + 6) - estimate);
+    assert_eq!(remaining_tokens(&r2), 100_000 - (prompt + 6) - estimate);
     // A client that asked for usage gets its usage chunk.
     let events = sse_data(&r2.text().await?);
     assert!(events.iter().any(|e| e.contains("\"usage\"")), "{events:?}");
@@ -164,10 +143,10 @@ async fn a_truncated_stream_is_charged_from_what_was_streamed() -> anyhow::Resul
     let envoy = gateway(&pod, 100_000).await?;
     let b = body(40, true, false);
     let r = post(&envoy, &b, Some(("x-test-truncate-after", "3"))).await?;
-    let estimate = 100_000 - remaining(&r);
+    let estimate = 100_000 - remaining_tokens(&r);
     let _ = r.text().await; // the stream breaks off
     let r2 = post(&envoy, &b, None).await?;
-    let after = remaining(&r2);
+    let after = remaining_tokens(&r2);
     let charged_first = 100_000 - estimate - after;
     // Prompt estimate plus what was streamed, far below the 40-token cap. Three chunks of
     // "tokN " were streamed: max(3 deltas, ceil(15 bytes / 4)) = 4 completion tokens.
@@ -186,27 +165,13 @@ async fn concurrent_long_requests_never_overshoot_beyond_the_estimate_error() ->
     let budget = 1_000;
     let envoy = gateway(&pod, budget).await?;
     let b = body(64, false, false);
-    let futures = (0..24).map(|_| {
-        let url = format!("{}/v1/chat/completions", envoy.http_url());
-        let b = b.clone();
-        async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .expect("client");
-            let r = client
-                .post(url)
-                .bearer_auth("alice-key")
-                .json(&b)
-                .send()
-                .await
-                .expect("send");
-            let status = r.status().as_u16();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            (status, v["usage"]["total_tokens"].as_u64().unwrap_or(0))
-        }
-    });
-    let results = join_all(futures).await;
+    let results = concurrently(24, |_| async {
+        let r = post(&envoy, &b, None).await.expect("send");
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        (status, v["usage"]["total_tokens"].as_u64().unwrap_or(0))
+    })
+    .await;
     let admitted: Vec<u64> = results
         .iter()
         .filter(|(s, _)| *s == 200)
@@ -252,11 +217,11 @@ async fn malformed_usage_keeps_the_estimate_and_is_logged() -> anyhow::Result<()
     let b = body(50, false, false);
     let r = post(&envoy, &b, Some(("x-test-malformed-usage", "1"))).await?;
     assert_eq!(r.status(), 200);
-    let estimate = 100_000 - remaining(&r);
+    let estimate = 100_000 - remaining_tokens(&r);
     let _ = r.text().await?;
     let r2 = post(&envoy, &b, None).await?;
     // Nothing was settled: the first request stays charged its full estimate.
-    assert_eq!(remaining(&r2), 100_000 - 2 * estimate);
+    assert_eq!(remaining_tokens(&r2), 100_000 - 2 * estimate);
     assert_eq!(
         envoy
             .stat("wasmcustom.infergate.ratelimit.usage_missing")
@@ -274,18 +239,21 @@ async fn malformed_usage_keeps_the_estimate_and_is_logged() -> anyhow::Result<()
 async fn usage_is_exported_per_user_and_model_with_bounded_cardinality() -> anyhow::Result<()> {
     let pod = Upstream::start("pod-1", MODEL).await?;
     let keys: Vec<String> = (0..4).map(|i| format!("key-{i}")).collect();
-    let auth = json!({"methods": [{"name": "keys", "apiKey": {"keys": keys.iter().enumerate().map(|(i, k)|
-        json!({"sha256": digest(k), "identity": {"userid": format!("user{i}")}})).collect::<Vec<_>>()}}]});
+    let users: Vec<String> = (0..4).map(|i| format!("user{i}")).collect();
+    let pairs: Vec<(&str, &str)> = keys.iter().zip(&users).map(|(k, u)| (&**k, &**u)).collect();
     let rl = json!({"limits": [], "usageStats": {"users": ["user0"], "models": [MODEL], "maxTracked": 1}});
-    let affinity = json!({"endpoints": [pod.addr.to_string()]});
-    let envoy = Envoy::start(&with_chain(GatewaySpec::default(), &auth, &rl, &affinity)?).await?;
+    let envoy = Gateway::builder()
+        .auth(api_keys(&pairs))
+        .ratelimit(rl)
+        .pinned_to(pod.addr)
+        .start()
+        .await?;
     let mut completion_by_user = Vec::new();
     for k in &keys {
-        let r = http_client()
-            .post(format!("{}/v1/chat/completions", envoy.http_url()))
-            .bearer_auth(k)
-            .json(&body(5, false, false))
-            .send()
+        let r = Sender::to(&envoy)
+            .key(k)
+            .body(body(5, false, false))
+            .send(0)
             .await?;
         let v: Value = r.json().await?;
         completion_by_user.push(v["usage"]["completion_tokens"].as_u64().unwrap_or(0));

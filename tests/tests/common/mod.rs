@@ -1,7 +1,15 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use infergate_e2e::envoy::{GatewaySpec, WasmFilter};
+pub mod configs;
+pub mod gateway;
+pub mod traffic;
+
+pub use configs::*;
+pub use gateway::*;
+pub use traffic::*;
+
+use infergate_e2e::envoy::GatewaySpec;
 use infergate_e2e::tls::TlsFiles;
 use std::time::Duration;
 
@@ -35,10 +43,11 @@ pub fn with_chain(
     ratelimit: &serde_json::Value,
     affinity: &serde_json::Value,
 ) -> anyhow::Result<GatewaySpec> {
-    Ok(spec
-        .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
-        .with_filter(WasmFilter::plugin("ratelimit", ratelimit.to_string())?)
-        .with_filter(WasmFilter::plugin("affinity", affinity.to_string())?))
+    GatewayBuilder::on(spec)
+        .auth(auth.clone())
+        .ratelimit(ratelimit.clone())
+        .affinity(affinity.clone())
+        .spec()
 }
 
 /// `GatewaySpec::default()` with the auth plugin (`auth`) in front of the affinity plugin
@@ -47,12 +56,7 @@ pub fn auth_to_pod(
     auth: &serde_json::Value,
     pod: std::net::SocketAddr,
 ) -> anyhow::Result<GatewaySpec> {
-    Ok(GatewaySpec::default()
-        .with_filter(WasmFilter::plugin("auth", auth.to_string())?)
-        .with_filter(WasmFilter::plugin(
-            "affinity",
-            serde_json::json!({"endpoints": [pod.to_string()]}).to_string(),
-        )?))
+    Gateway::builder().auth(auth.clone()).pinned_to(pod).spec()
 }
 
 /// Seconds since the Unix epoch (JWT `iat`/`nbf`/`exp`).
@@ -84,24 +88,5 @@ pub fn sse_data(body: &str) -> Vec<String> {
 /// every Envoy worker gets some), spread round-robin over `urls`; returns the status codes
 /// (0 for a failed request).
 pub async fn burst(urls: &[String], key: &str, n: usize) -> Vec<u16> {
-    let futures = (0..n).map(|i| {
-        let url = urls[i % urls.len()].clone();
-        let key = key.to_string();
-        async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("client");
-            client
-                .post(url)
-                .bearer_auth(key)
-                .json(&chat_body("Qwen/Qwen3-0.6B", false))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        }
-    });
-    futures_util::future::join_all(futures).await
+    Sender::to_urls(urls.to_vec()).key(key).at_once(n).await
 }
