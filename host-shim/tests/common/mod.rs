@@ -1,6 +1,8 @@
 //! Shared helpers: fake vLLM pods serving Prometheus text, and an in-process host-shim.
 #![allow(dead_code)]
 
+pub mod epp;
+
 use bytes::Bytes;
 use host_shim::endpoint::Endpoint;
 use host_shim::runtime::Runtime;
