@@ -97,20 +97,23 @@ fn the_holder_keeps_its_group_under_a_small_load_difference() {
 
 #[test]
 fn a_hot_prefix_moves_once_the_balance_guard_trips() {
-    // 30 requests at the holder (26 queued) vs 2 elsewhere: 28 more, under the default 32.
-    let (home, to) = next_member(&scheduler(None), metrics(4, 26, 0.3), 1);
+    // 14 requests at the holder (10 queued) vs 2 elsewhere: 12 more, under the default 16,
+    // so it keeps the group although the scores alone would move it.
+    let (home, to) = next_member(&scheduler(None), metrics(4, 10, 0.5), 1);
     assert_eq!(to, home);
-    // 40 vs 2: more than 32 more and more than 1.5×: the group moves to the least loaded.
-    let (home, to) = next_member(&scheduler(None), metrics(4, 36, 0.3), 1);
+    // 30 vs 2: more than 16 more and more than 1.5×: the group moves to the least loaded.
+    let (home, to) = next_member(&scheduler(None), metrics(20, 10, 0.5), 1);
     assert_ne!(to, home);
-    // A tighter guard moves it earlier (40 requests vs 2, 16 allowed)...
-    let tight = "{affinityBalanceAbsThreshold: 16}";
-    let (home, to) = next_member(&scheduler(Some(tight)), metrics(30, 10, 0.5), 1);
-    assert_ne!(to, home);
-    // ...and `affinityLoad: queue` compares only queues (10 vs 0): the holder keeps it.
-    let queue = "{affinityBalanceAbsThreshold: 16, affinityLoad: queue}";
+    // A looser guard keeps it longer (28 more, 32 allowed)...
+    let loose = "{affinityBalanceAbsThreshold: 32}";
+    let (home, to) = next_member(&scheduler(Some(loose)), metrics(20, 10, 0.5), 1);
+    assert_eq!(to, home);
+    // ...and `affinityLoad: queue` compares only queues (10 vs 0), not 40 requests vs 2.
+    let queue = "{affinityLoad: queue}";
     let (home, to) = next_member(&scheduler(Some(queue)), metrics(30, 10, 0.5), 1);
     assert_eq!(to, home);
+    let (home, to) = next_member(&scheduler(None), metrics(30, 10, 0.5), 1);
+    assert_ne!(to, home);
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub struct MaxScoreParams {
     /// Matched fraction of the prompt from which an endpoint is a holder (default 0.3).
     pub prefix_affinity_threshold: Option<f64>,
     /// A holder loaded more than this many requests above the least-loaded candidate (and
-    /// more than `affinityBalanceRelThreshold` times it) is not preferred (default 32).
+    /// more than `affinityBalanceRelThreshold` times it) is not preferred (default 16).
     pub affinity_balance_abs_threshold: Option<f64>,
     /// Relative part of that guard (default 1.5).
     pub affinity_balance_rel_threshold: Option<f64>,
