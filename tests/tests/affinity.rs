@@ -10,27 +10,9 @@ use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-const MODEL: &str = "Qwen/Qwen3-0.6B";
-
-async fn pods(n: usize) -> anyhow::Result<Vec<Upstream>> {
-    let mut out = Vec::new();
-    for i in 0..n {
-        out.push(Upstream::start(&format!("pod-{}", i + 1), MODEL).await?);
-    }
-    Ok(out)
-}
-
 async fn gateway(pods: &[Upstream], extra: Value) -> anyhow::Result<Envoy> {
-    let mut config =
-        json!({"endpoints": pods.iter().map(|p| p.addr.to_string()).collect::<Vec<_>>()});
-    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            c.insert(k.clone(), v.clone());
-        }
-    }
-    let spec =
-        GatewaySpec::default().with_filter(WasmFilter::plugin("affinity", config.to_string())?);
-    Envoy::start(&spec).await
+    let config = merged(json!({"endpoints": endpoints(pods)}), &extra);
+    Gateway::builder().affinity(config).start().await
 }
 
 fn system_prompt(group: usize) -> String {

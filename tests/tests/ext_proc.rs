@@ -6,35 +6,19 @@ mod common;
 
 use common::*;
 use infergate_e2e::child::HostShim;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, ExtProcSpec, GatewaySpec};
+use infergate_e2e::envoy::Envoy;
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-const MODEL: &str = "Qwen/Qwen3-0.6B";
-
 async fn setup(body_mode: &str) -> anyhow::Result<(Vec<Upstream>, HostShim, Envoy)> {
-    let mut pods = Vec::new();
-    for i in 0..3 {
-        pods.push(Upstream::start(&format!("pod-{}", i + 1), MODEL).await?);
-    }
-    let endpoints: Vec<String> = pods.iter().map(|p| p.addr.to_string()).collect();
-    let shim = HostShim::start(&endpoints).await?;
-    shim.wait_ready(3, Duration::from_secs(10)).await?;
-    let spec = GatewaySpec {
-        ext_proc: Some(ExtProcSpec {
-            cluster: "epp".into(),
-            body_mode: body_mode.into(),
-        }),
-        clusters: vec![ClusterSpec {
-            name: "epp".into(),
-            addresses: vec![shim.grpc],
-            http2: true,
-        }],
-        ..GatewaySpec::default()
-    };
-    let envoy = Envoy::start(&spec).await?;
+    let pods = pods(3).await?;
+    let shim = shim_over(&endpoints(&pods)).await?;
+    let envoy = Gateway::builder()
+        .ext_proc(shim.grpc, body_mode)
+        .start()
+        .await?;
     Ok((pods, shim, envoy))
 }
 

@@ -20,7 +20,6 @@ use fault_kit::{kill9, sim_pod, Relay, SilentPod};
 use futures_util::StreamExt;
 use infergate_core::config::parse;
 use infergate_core::ratelimit::RateLimitConfig;
-use infergate_e2e::child::HostShim;
 use infergate_e2e::envoy::Envoy;
 use infergate_e2e::redis::RedisServer;
 use infergate_e2e::rls::RlsServer;
@@ -120,13 +119,9 @@ async fn a_pod_killed_mid_stream_ends_the_stream_and_settles_the_budget() -> any
 /// Phases of traffic through the affinity filter while host-shim goes away and comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_shim_killed_and_restarted_falls_back_then_returns_to_picks() -> anyhow::Result<()> {
-    let mut pods = Vec::new();
-    for i in 0..3 {
-        pods.push(Upstream::start(&format!("pod-{i}"), MODEL).await?);
-    }
-    let eps: Vec<String> = pods.iter().map(|p| p.addr.to_string()).collect();
-    let shim = HostShim::start(&eps).await?;
-    shim.wait_ready(3, Duration::from_secs(10)).await?;
+    let pods = pods(3).await?;
+    let eps = endpoints(&pods);
+    let shim = shim_over(&eps).await?;
     let mut relay = Relay::start(shim.http).await?;
     let config = json!({"endpoints": eps, "hostShim": {"cluster": "host-shim", "timeoutMs": 200}});
     let envoy = Gateway::builder()
@@ -165,8 +160,7 @@ async fn host_shim_killed_and_restarted_falls_back_then_returns_to_picks() -> an
     assert!(fallbacks >= 20, "fallbacks {fallbacks}");
     assert_eq!(stat("host_shim_picks").await + fallbacks, 80);
     // Restarted (a new process; the relay keeps the address the gateway knows).
-    let shim2 = HostShim::start(&eps).await?;
-    shim2.wait_ready(3, Duration::from_secs(10)).await?;
+    let shim2 = shim_over(&eps).await?;
     relay.up(shim2.http).await?;
     let picks_before = stat("host_shim_picks").await;
     let mut back = Vec::new();

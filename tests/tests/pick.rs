@@ -5,47 +5,25 @@
 mod common;
 
 use common::*;
-use infergate_e2e::child::HostShim;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, WasmFilter};
+use infergate_e2e::envoy::Envoy;
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-const MODEL: &str = "Qwen/Qwen3-0.6B";
-
-async fn pods(n: usize) -> anyhow::Result<Vec<Upstream>> {
-    let mut out = Vec::new();
-    for i in 0..n {
-        out.push(Upstream::start(&format!("pod-{}", i + 1), MODEL).await?);
-    }
-    Ok(out)
-}
-
-fn endpoints(pods: &[Upstream]) -> Vec<String> {
-    pods.iter().map(|p| p.addr.to_string()).collect()
-}
-
 async fn gateway(pods: &[Upstream], shim: SocketAddr, shim_config: Value) -> anyhow::Result<Envoy> {
-    let mut host_shim = json!({"cluster": "host-shim", "timeoutMs": 200});
-    if let (Some(h), Some(extra)) = (host_shim.as_object_mut(), shim_config.as_object()) {
-        for (k, v) in extra {
-            h.insert(k.clone(), v.clone());
-        }
-    }
+    let host_shim = merged(
+        json!({"cluster": "host-shim", "timeoutMs": 200}),
+        &shim_config,
+    );
     let config = json!({"endpoints": endpoints(pods), "hostShim": host_shim});
-    let spec = GatewaySpec {
-        clusters: vec![ClusterSpec {
-            name: "host-shim".into(),
-            addresses: vec![shim],
-            // As deployed (policies, demo): picks over HTTP/2 cleartext.
-            http2: true,
-        }],
-        ..GatewaySpec::default()
-    }
-    .with_filter(WasmFilter::plugin("affinity", config.to_string())?);
-    Envoy::start(&spec).await
+    // As deployed (policies, demo): picks over HTTP/2 cleartext.
+    Gateway::builder()
+        .host_shim(shim)
+        .affinity(config)
+        .start()
+        .await
 }
 
 fn request(group: usize, q: usize) -> Value {
@@ -75,8 +53,7 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_shim_picks_keep_prefixes_together_and_learn_what_was_served() -> anyhow::Result<()> {
     let pods = pods(3).await?;
-    let shim = HostShim::start(&endpoints(&pods)).await?;
-    shim.wait_ready(3, Duration::from_secs(10)).await?;
+    let shim = shim_over(&endpoints(&pods)).await?;
     let envoy = gateway(&pods, shim.http, json!({})).await?;
     let mut by_group: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     for q in 0..4 {
@@ -135,8 +112,7 @@ async fn host_shim_picks_keep_prefixes_together_and_learn_what_was_served() -> a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_host_shim_mid_run_fails_no_request_and_keeps_affinity() -> anyhow::Result<()> {
     let pods = pods(3).await?;
-    let shim = HostShim::start(&endpoints(&pods)).await?;
-    shim.wait_ready(3, Duration::from_secs(10)).await?;
+    let shim = shim_over(&endpoints(&pods)).await?;
     let envoy = gateway(&pods, shim.http, json!({})).await?;
     for group in 0..4 {
         served_by(&envoy, &request(group, 0)).await?;
@@ -212,21 +188,15 @@ async fn a_slow_host_shim_times_out_into_the_fallback() -> anyhow::Result<()> {
 async fn fallback_hashes_over_the_endpoint_list_last_fetched_from_host_shim() -> anyhow::Result<()>
 {
     let pods = pods(3).await?;
-    let shim = HostShim::start(&endpoints(&pods)).await?;
-    shim.wait_ready(3, Duration::from_secs(10)).await?;
+    let shim = shim_over(&endpoints(&pods)).await?;
     // The plugin's own configuration names only the first pod.
     let config = json!({"endpoints": [pods[0].addr.to_string()],
                         "hostShim": {"cluster": "host-shim", "timeoutMs": 200}});
-    let spec = GatewaySpec {
-        clusters: vec![ClusterSpec {
-            name: "host-shim".into(),
-            addresses: vec![shim.http],
-            http2: false,
-        }],
-        ..GatewaySpec::default()
-    }
-    .with_filter(WasmFilter::plugin("affinity", config.to_string())?);
-    let envoy = Envoy::start(&spec).await?;
+    let envoy = Gateway::builder()
+        .cluster(HOST_SHIM_CLUSTER, shim.http, false)
+        .affinity(config)
+        .start()
+        .await?;
     // Let the plugin's timer fetch host-shim's list (every second).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     shim.process.stop(Duration::from_millis(10)).await;

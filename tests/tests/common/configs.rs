@@ -43,6 +43,16 @@ pub fn token_budget(budget: u64) -> Value {
     })
 }
 
+/// `base` (an object) with the fields of `extra` (an object) added or replaced.
+pub fn merged(mut base: Value, extra: &Value) -> Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    base
+}
+
 /// `n` statuses of 200 and then one 429: a budget with `n` requests left being used up.
 pub fn n_then_429(n: usize) -> Vec<u16> {
     let mut want = vec![200; n];

@@ -1,12 +1,14 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod configs;
 pub mod gateway;
+pub mod pods;
 pub mod traffic;
 
 pub use configs::*;
 pub use gateway::*;
+pub use pods::*;
 pub use traffic::*;
 
 use infergate_e2e::envoy::GatewaySpec;

@@ -4,8 +4,9 @@
 //! whichever Envoy `ENVOY_BIN` names.
 #![allow(dead_code)]
 
+use super::common;
 use infergate_e2e::child::HostShim;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, ExtProcSpec, GatewaySpec, WasmFilter};
+use infergate_e2e::envoy::Envoy;
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -46,8 +47,8 @@ impl Mode {
 pub fn auth_config() -> Value {
     json!({
         "methods": [{"name": "keys", "apiKey": {"keys": [
-            {"sha256": super::common::digest(ALICE), "identity": {"userid": "alice", "groups": ["premium"]}},
-            {"sha256": super::common::digest(BOB), "identity": {"userid": "bob", "groups": ["free"]}}]}}],
+            {"sha256": common::digest(ALICE), "identity": {"userid": "alice", "groups": ["premium"]}},
+            {"sha256": common::digest(BOB), "identity": {"userid": "bob", "groups": ["free"]}}]}}],
         "authorization": {"rules": [
             {"groups": ["premium"], "httpMethods": ["POST"], "models": [MODEL]},
             {"httpMethods": ["GET"], "pathPrefixes": ["/v1/models"]}
@@ -78,32 +79,16 @@ pub struct Chain {
 impl Chain {
     /// Starts `pods` pods, host-shim and Envoy in `mode` with a token budget per user.
     pub async fn start(mode: Mode, pods: usize, token_budget: u64) -> anyhow::Result<Self> {
-        let mut ups = Vec::new();
-        for i in 0..pods {
-            ups.push(Upstream::start(&format!("pod-{}", i + 1), MODEL).await?);
-        }
-        let endpoints: Vec<String> = ups.iter().map(|p| p.addr.to_string()).collect();
-        let shim = HostShim::start(&endpoints).await?;
-        shim.wait_ready(pods, Duration::from_secs(10)).await?;
-        let spec = GatewaySpec {
-            ext_proc: Some(ExtProcSpec {
-                cluster: "epp".into(),
-                body_mode: "FULL_DUPLEX_STREAMED".into(),
-            }),
-            clusters: vec![ClusterSpec {
-                name: "epp".into(),
-                addresses: vec![shim.grpc],
-                http2: true,
-            }],
-            allow_on_headers_stop_iteration: mode == Mode::Hold,
-            ..GatewaySpec::default()
-        }
-        .with_filter(WasmFilter::plugin("auth", auth_config().to_string())?)
-        .with_filter(WasmFilter::plugin(
-            "ratelimit",
-            ratelimit_config(token_budget).to_string(),
-        )?);
-        let envoy = Envoy::start(&spec).await?;
+        let ups = common::pods(pods).await?;
+        let shim = common::shim_over(&common::endpoints(&ups)).await?;
+        // The ext_proc filter is rendered after the Wasm filters.
+        let envoy = common::Gateway::builder()
+            .ext_proc(shim.grpc, "FULL_DUPLEX_STREAMED")
+            .hold_headers(mode == Mode::Hold)
+            .auth(auth_config())
+            .ratelimit(ratelimit_config(token_budget))
+            .start()
+            .await?;
         Ok(Self {
             pods: ups,
             shim,
