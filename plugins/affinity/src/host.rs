@@ -55,16 +55,6 @@ impl Host for WasmHost {
         }
     }
     fn count(&mut self, event: Event) {
-        let m = &self.shared.metrics;
-        glue::bump(match event {
-            Event::Pick => m.picks,
-            Event::PrefixPick => m.prefix_picks,
-            Event::ShimPick => m.shim_picks,
-            Event::Fallback => m.fallbacks,
-            Event::Spoofed => m.spoofed,
-            Event::ParseError => m.parse_errors,
-            Event::ParseReused => m.parses_reused,
-            Event::TooLarge => m.too_large,
-        });
+        self.shared.events.bump(event);
     }
 }

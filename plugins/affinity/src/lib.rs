@@ -19,7 +19,7 @@ mod filter;
 mod host;
 
 use filter::AffinityRequest;
-use infergate_core::affinity::flow::{Policy, ServedReport};
+use infergate_core::affinity::flow::{Event, Policy, ServedReport};
 use infergate_core::affinity::AffinityConfig;
 use infergate_core::endpoint::Endpoint;
 use infergate_core::pick_wire::encode_served;
@@ -51,18 +51,10 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AffinityRoot::default()) });
 }}
 
-/// Stats of the plugin.
+/// Stats of the plugin besides the flow's counters.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Metrics {
-    pub picks: Option<u32>,
-    pub prefix_picks: Option<u32>,
-    pub shim_picks: Option<u32>,
-    pub fallbacks: Option<u32>,
     pub pick_latency_us: Option<u32>,
-    pub spoofed: Option<u32>,
-    pub parse_errors: Option<u32>,
-    pub parses_reused: Option<u32>,
-    pub too_large: Option<u32>,
     pub reports_sent: Option<u32>,
     pub reports_dropped: Option<u32>,
 }
@@ -71,6 +63,8 @@ pub(crate) struct Metrics {
 pub(crate) struct Shared {
     pub policy: Policy,
     pub metrics: Metrics,
+    /// The flow's counters, `infergate.affinity.<event>`.
+    pub events: glue::Counters<Event>,
     /// Served and completion reports for the timer to send.
     pub reports: glue::Queue<ServedReport>,
 }
@@ -119,15 +113,7 @@ impl RootContext for AffinityRoot {
             return false;
         };
         let metrics = Metrics {
-            picks: glue::counter("infergate.affinity.picks"),
-            prefix_picks: glue::counter("infergate.affinity.prefix_picks"),
-            shim_picks: glue::counter("infergate.affinity.host_shim_picks"),
-            fallbacks: glue::counter("infergate.affinity.fallbacks"),
             pick_latency_us: glue::histogram("infergate.affinity.pick_latency_us"),
-            spoofed: glue::counter("infergate.affinity.spoofed_destination_removed"),
-            parse_errors: glue::counter("infergate.affinity.parse_errors"),
-            parses_reused: glue::counter("infergate.affinity.parses_reused"),
-            too_large: glue::counter("infergate.affinity.body_too_large"),
             reports_sent: glue::counter("infergate.affinity.served_reports_sent"),
             reports_dropped: glue::counter("infergate.affinity.served_reports_dropped"),
         };
@@ -137,6 +123,7 @@ impl RootContext for AffinityRoot {
         self.shared = Some(Rc::new(Shared {
             policy: Policy::new(config),
             metrics,
+            events: glue::Counters::define("infergate.affinity"),
             reports: glue::Queue::new(MAX_QUEUED_REPORTS),
         }));
         true

@@ -71,3 +71,35 @@ impl<T: Delegate> StreamHost for T {
         self.stream_mut().resume();
     }
 }
+
+/// A flow's stat events: each bumps one counter, named here once for every adapter.
+pub trait Counted: Copy + 'static {
+    /// Every event, in the order of [`Counted::index`].
+    const ALL: &'static [Self];
+    /// The event's position in [`Counted::ALL`].
+    fn index(self) -> usize;
+    /// The counter's name under the plugin's stat prefix.
+    fn stat(self) -> &'static str;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counted;
+    use crate::{affinity, ratelimit};
+
+    fn check<E: Counted + std::fmt::Debug>() {
+        let mut names = std::collections::HashSet::new();
+        for (i, e) in E::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+            assert!(names.insert(e.stat()), "{e:?} shares a stat name");
+        }
+    }
+
+    #[test]
+    fn every_event_has_its_own_index_and_stat_name() {
+        check::<ratelimit::host::Event>();
+        check::<affinity::host::Event>();
+        assert_eq!(ratelimit::host::Event::ALL.len(), 6);
+        assert_eq!(affinity::host::Event::ALL.len(), 8);
+    }
+}

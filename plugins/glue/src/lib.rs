@@ -19,6 +19,7 @@ pub use stream::Stream;
 use infergate_core::config::{self, Validate};
 use infergate_core::header_hold::AtHeaders;
 use infergate_core::openai_error::{self, ErrorKind};
+use infergate_core::stream::Counted;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, LogLevel};
 use serde::de::DeserializeOwned;
@@ -80,6 +81,30 @@ pub fn send_bad_request(body: &[u8]) {
 /// Defines a counter metric, or `None` if the host refuses (the plugin then runs without it).
 pub fn counter(name: &str) -> Option<u32> {
     hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
+}
+
+/// One counter per event of a flow (`<prefix>.<event's stat name>`), defined together.
+pub struct Counters<E> {
+    ids: Vec<Option<u32>>,
+    events: std::marker::PhantomData<E>,
+}
+
+impl<E: Counted> Counters<E> {
+    /// Defines `<prefix>.<stat>` for every event.
+    pub fn define(prefix: &str) -> Self {
+        Self {
+            ids: E::ALL
+                .iter()
+                .map(|e| counter(&format!("{prefix}.{}", e.stat())))
+                .collect(),
+            events: std::marker::PhantomData,
+        }
+    }
+
+    /// Increments the counter of `event`.
+    pub fn bump(&self, event: E) {
+        bump(self.ids.get(event.index()).copied().flatten());
+    }
 }
 
 /// Defines a histogram metric, or `None` if the host refuses.

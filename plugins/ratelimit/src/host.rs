@@ -62,15 +62,7 @@ impl Host for WasmHost {
         host::property_u64(vec!["response", "code"]).unwrap_or(0)
     }
     fn count(&mut self, event: Event) {
-        let m = &self.shared.metrics;
-        glue::bump(match event {
-            Event::Allowed => m.allowed,
-            Event::Limited => m.limited,
-            Event::StoreFailed => m.store_failed,
-            Event::Settled => m.settled,
-            Event::UsageInjected => m.usage_injected,
-            Event::UsageMissing => m.usage_missing,
-        });
+        self.shared.metrics.bump(event);
     }
     fn record_usage(&mut self, user: Option<&str>, model: Option<&str>, usage: Usage) {
         if let Some(stats) = &self.shared.usage {

@@ -14,7 +14,7 @@ mod host;
 mod store;
 mod usage_stats;
 
-use infergate_core::ratelimit::flow::Policy;
+use infergate_core::ratelimit::flow::{Event, Policy};
 use infergate_core::ratelimit::rls::{self, Descriptor};
 use infergate_core::ratelimit::RateLimitConfig;
 use infergate_glue as glue;
@@ -30,22 +30,12 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RateLimitRoot::default()) });
 }}
 
-/// Stats of the plugin.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Metrics {
-    pub allowed: Option<u32>,
-    pub limited: Option<u32>,
-    pub store_failed: Option<u32>,
-    pub settled: Option<u32>,
-    pub usage_injected: Option<u32>,
-    pub usage_missing: Option<u32>,
-}
-
 /// What every request context of this VM shares.
 pub(crate) struct Shared {
     /// The compiled configuration.
     pub policy: Policy,
-    pub metrics: Metrics,
+    /// The flow's counters, `infergate.ratelimit.<event>`.
+    pub metrics: glue::Counters<Event>,
     /// Per-user and per-model usage counters, when configured.
     pub usage: Option<usage_stats::UsageStats>,
     /// Global mode: token usage above the estimate (`hits` more units for these
@@ -70,14 +60,7 @@ impl RootContext for RateLimitRoot {
         let Some(config) = glue::load_config::<RateLimitConfig>(PLUGIN) else {
             return false;
         };
-        let metrics = Metrics {
-            allowed: glue::counter("infergate.ratelimit.allowed"),
-            limited: glue::counter("infergate.ratelimit.limited"),
-            store_failed: glue::counter("infergate.ratelimit.store_failed"),
-            settled: glue::counter("infergate.ratelimit.settled"),
-            usage_injected: glue::counter("infergate.ratelimit.usage_injected"),
-            usage_missing: glue::counter("infergate.ratelimit.usage_missing"),
-        };
+        let metrics = glue::Counters::define("infergate.ratelimit");
         if config.global.is_some() && config.counts_tokens() {
             glue::host::set_tick_period(Duration::from_millis(100));
         }

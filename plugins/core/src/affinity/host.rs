@@ -3,7 +3,7 @@
 //! bumps, the reports it queues and the step it answers each callback with.
 
 pub use crate::stream::Step;
-use crate::stream::StreamHost;
+use crate::stream::{Counted, StreamHost};
 
 /// A counter the flow bumps (the adapter maps each to an Envoy stat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,34 @@ pub enum Event {
     ParseReused,
     /// The body is larger than allowed (answered 413).
     TooLarge,
+}
+
+impl Counted for Event {
+    const ALL: &'static [Self] = &[
+        Self::Pick,
+        Self::PrefixPick,
+        Self::ShimPick,
+        Self::Fallback,
+        Self::Spoofed,
+        Self::ParseError,
+        Self::ParseReused,
+        Self::TooLarge,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn stat(self) -> &'static str {
+        match self {
+            Self::Pick => "picks",
+            Self::PrefixPick => "prefix_picks",
+            Self::ShimPick => "host_shim_picks",
+            Self::Fallback => "fallbacks",
+            Self::Spoofed => "spoofed_destination_removed",
+            Self::ParseError => "parse_errors",
+            Self::ParseReused => "parses_reused",
+            Self::TooLarge => "body_too_large",
+        }
+    }
 }
 
 /// The endpoint that served a request (or the one picked for it), and the request's prefix

@@ -6,7 +6,7 @@ use super::counter::CounterStore;
 use super::decision::Usage;
 use super::rls::Descriptor;
 pub use crate::stream::Step;
-use crate::stream::StreamHost;
+use crate::stream::{Counted, StreamHost};
 
 /// A counter the flow bumps (the adapter maps each to an Envoy stat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,30 @@ pub enum Event {
     UsageInjected,
     /// The response carried no trustworthy usage: the estimate stays charged.
     UsageMissing,
+}
+
+impl Counted for Event {
+    const ALL: &'static [Self] = &[
+        Self::Allowed,
+        Self::Limited,
+        Self::StoreFailed,
+        Self::Settled,
+        Self::UsageInjected,
+        Self::UsageMissing,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn stat(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Limited => "limited",
+            Self::StoreFailed => "store_failed",
+            Self::Settled => "settled",
+            Self::UsageInjected => "usage_injected",
+            Self::UsageMissing => "usage_missing",
+        }
+    }
 }
 
 /// What the flow needs from the proxy, for one request, besides the [`StreamHost`] calls
