@@ -41,22 +41,26 @@ fn claims(sub: &str) -> Value {
 }
 
 async fn gateway(pod: &Upstream, auth: Value, clusters: Vec<ClusterSpec>) -> anyhow::Result<Envoy> {
-    let mut spec = auth_to_pod(&auth, pod.addr)?;
-    spec.clusters = clusters;
+    let gateway = Gateway::builder()
+        .auth(auth)
+        .pinned_to(pod.addr)
+        .clusters(clusters);
     // The guide's route: `/<namespace>/<model>/…` has its prefix stripped before the pod.
-    spec.routes = vec![
-        RouteSpec {
-            prefix: "/team-a/qwen/".to_string(),
-            prefix_rewrite: Some("/".to_string()),
-            cluster: MODEL_CLUSTER.to_string(),
-        },
-        RouteSpec {
-            prefix: "/".to_string(),
-            prefix_rewrite: None,
-            cluster: MODEL_CLUSTER.to_string(),
-        },
-    ];
-    Envoy::start(&spec).await
+    gateway
+        .routes(vec![
+            RouteSpec {
+                prefix: "/team-a/qwen/".to_string(),
+                prefix_rewrite: Some("/".to_string()),
+                cluster: MODEL_CLUSTER.to_string(),
+            },
+            RouteSpec {
+                prefix: "/".to_string(),
+                prefix_rewrite: None,
+                cluster: MODEL_CLUSTER.to_string(),
+            },
+        ])
+        .start()
+        .await
 }
 
 /// POSTs a chat completion with `authorization` (if any) and returns status, headers, body.
@@ -80,12 +84,7 @@ async fn chat(
 }
 
 async fn stat(envoy: &Envoy, name: &str) -> u64 {
-    envoy
-        .stat(&format!("wasmcustom.infergate.auth.{name}"))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0)
+    plugin_stat(envoy, "auth", name).await
 }
 
 fn bearer(token: &str) -> String {

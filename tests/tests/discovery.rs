@@ -9,7 +9,6 @@ mod common;
 
 use common::*;
 use infergate_e2e::child::ChildProcess;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, ExtProcSpec, GatewaySpec, WasmFilter};
 use infergate_e2e::kube_api::{pool_v1alpha2, KubeApi, PodSpec};
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
@@ -329,26 +328,11 @@ async fn ext_proc_keeps_serving_through_pod_churn() -> anyhow::Result<()> {
     args.push("--secure-serving=false".into());
     let shim = start_shim(&api, args, "extproc").await?;
     wait_serving(&shim, 3).await;
-    let spec = GatewaySpec {
-        ext_proc: Some(ExtProcSpec {
-            cluster: "epp".into(),
-            body_mode: "FULL_DUPLEX_STREAMED".into(),
-        }),
-        clusters: vec![ClusterSpec {
-            name: "epp".into(),
-            addresses: vec![shim.grpc],
-            http2: true,
-        }],
-        ..GatewaySpec::default()
-    };
-    let envoy = Envoy::start(&spec).await?;
-    churn(
-        &api,
-        &shim,
-        port,
-        format!("{}/v1/chat/completions", envoy.http_url()),
-    )
-    .await
+    let envoy = Gateway::builder()
+        .ext_proc(shim.grpc, "FULL_DUPLEX_STREAMED")
+        .start()
+        .await?;
+    churn(&api, &shim, port, chat_url(&envoy)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,23 +343,12 @@ async fn affinity_picks_keep_serving_through_pod_churn() -> anyhow::Result<()> {
     let all: Vec<String> = pods.iter().map(|p| p.addr.to_string()).collect();
     let config = json!({"endpoints": all,
         "hostShim": {"cluster": "host-shim", "timeoutMs": 5000}});
-    let spec = GatewaySpec {
-        clusters: vec![ClusterSpec {
-            name: "host-shim".into(),
-            addresses: vec![shim.http],
-            http2: true,
-        }],
-        ..GatewaySpec::default()
-    }
-    .with_filter(WasmFilter::plugin("affinity", config.to_string())?);
-    let envoy = Envoy::start(&spec).await?;
-    churn(
-        &api,
-        &shim,
-        port,
-        format!("{}/v1/chat/completions", envoy.http_url()),
-    )
-    .await
+    let envoy = Gateway::builder()
+        .host_shim(shim.http)
+        .affinity(config)
+        .start()
+        .await?;
+    churn(&api, &shim, port, chat_url(&envoy)).await
 }
 
 /// The guide's exact scheduler arguments: TLS on the ext_proc port (a self-signed

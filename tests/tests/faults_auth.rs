@@ -54,9 +54,12 @@ fn cluster(name: &str, addr: SocketAddr) -> ClusterSpec {
 }
 
 async fn gateway(pod: &Upstream, auth: Value, clusters: Vec<ClusterSpec>) -> anyhow::Result<Envoy> {
-    let mut spec = auth_to_pod(&auth, pod.addr)?;
-    spec.clusters = clusters;
-    Envoy::start(&spec).await
+    Gateway::builder()
+        .auth(auth)
+        .pinned_to(pod.addr)
+        .clusters(clusters)
+        .start()
+        .await
 }
 
 /// One answer: status (0 when none arrived), `Retry-After`, the error code.
@@ -113,12 +116,7 @@ fn bearers(make: impl Fn() -> String, n: usize) -> Vec<String> {
 }
 
 async fn stat(envoy: &Envoy, name: &str) -> u64 {
-    envoy
-        .stat(&format!("wasmcustom.infergate.auth.{name}"))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0)
+    plugin_stat(envoy, "auth", name).await
 }
 
 /// Every request the plugin decided: allowed plus each kind of denial.

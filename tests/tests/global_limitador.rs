@@ -38,6 +38,17 @@ async fn codes(envoy: &Envoy, key: &str, headers: &[(&str, &str)], n: usize) -> 
         .await
 }
 
+/// A fresh Redis, Limitador (the `INFERGATE_LIMITADOR_BIN` binary) counting `per-user` in
+/// it, and a pod.
+async fn limitador_and_pod() -> anyhow::Result<(RedisServer, LimitadorServer, Upstream)> {
+    let bin = limitador_bin().unwrap_or_default();
+    let redis = RedisServer::start()?;
+    let config: RateLimitConfig = parse(per_user_global("deny").to_string().as_bytes())?;
+    let limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
+    let pod = Upstream::start("pod-1", MODEL).await?;
+    Ok((redis, limitador, pod))
+}
+
 fn skip(test: &str) -> bool {
     if limitador_bin().is_none() {
         eprintln!("SKIPPED {test}: {LIMITADOR_BIN_ENV} is not set (make interop-limitador)");
@@ -51,11 +62,7 @@ async fn limitador_killed_and_restarted_in_each_failure_mode() -> anyhow::Result
     if skip("limitador_killed_and_restarted_in_each_failure_mode") {
         return Ok(());
     }
-    let bin = limitador_bin().unwrap_or_default();
-    let redis = RedisServer::start()?;
-    let config: RateLimitConfig = parse(per_user_global("deny").to_string().as_bytes())?;
-    let mut limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
-    let pod = Upstream::start("pod-1", MODEL).await?;
+    let (_redis, mut limitador, pod) = limitador_and_pod().await?;
     let deny = gateway(&pod, limitador.addr, &per_user_global("deny")).await?;
     let allow = gateway(&pod, limitador.addr, &per_user_global("allow")).await?;
     // Up: counted by Limitador.
@@ -93,11 +100,7 @@ async fn limitador_with_its_redis_down_and_back_in_each_failure_mode() -> anyhow
     if skip("limitador_with_its_redis_down_and_back_in_each_failure_mode") {
         return Ok(());
     }
-    let bin = limitador_bin().unwrap_or_default();
-    let mut redis = RedisServer::start()?;
-    let config: RateLimitConfig = parse(per_user_global("deny").to_string().as_bytes())?;
-    let mut limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
-    let pod = Upstream::start("pod-1", MODEL).await?;
+    let (mut redis, mut limitador, pod) = limitador_and_pod().await?;
     let deny = gateway(&pod, limitador.addr, &per_user_global("deny")).await?;
     let allow = gateway(&pod, limitador.addr, &per_user_global("allow")).await?;
     assert_eq!(codes(&deny, "alice-key", &[], 3).await, vec![200; 3]);
@@ -152,11 +155,7 @@ async fn concurrent_calls_can_overshoot_limitadors_redis_budget() -> anyhow::Res
     if skip("concurrent_calls_can_overshoot_limitadors_redis_budget") {
         return Ok(());
     }
-    let bin = limitador_bin().unwrap_or_default();
-    let redis = RedisServer::start()?;
-    let config: RateLimitConfig = parse(per_user_global("deny").to_string().as_bytes())?;
-    let limitador = LimitadorServer::start(&bin, "infergate", &config, &redis.socket()).await?;
-    let pod = Upstream::start("pod-1", MODEL).await?;
+    let (_redis, limitador, pod) = limitador_and_pod().await?;
     let a = gateway(&pod, limitador.addr, &per_user_global("deny")).await?;
     let b = gateway(&pod, limitador.addr, &per_user_global("deny")).await?;
     // 32 at once against a budget of 10: Limitador's `redis` storage reads the counter
