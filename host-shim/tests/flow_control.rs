@@ -433,3 +433,35 @@ async fn a_hostile_flow_control_section_is_refused_naming_the_field() {
     let c = config("{orderingPolicyRef: fcfs-ordering-policy, futureKnob: {a: 1}}");
     assert!(c.flow_control.enabled);
 }
+
+#[tokio::test]
+async fn an_http2_pick_reset_by_its_caller_leaves_the_queue() {
+    // Envoy calls the pick API over HTTP/2 and resets the stream when its client goes away.
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let (_pods, shim) = saturated(Some("{defaultRequestTTL: 30s}")).await;
+    let tcp = tokio::net::TcpStream::connect(shim.http).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post(format!("http://{}/v1/pick", shim.http))
+        .body(Full::new(bytes::Bytes::from(encode_pick(
+            &request(1, false),
+            256,
+            "",
+        ))))
+        .unwrap();
+    let pending = tokio::spawn(send.send_request(req));
+    wait_metric(&shim, "queue_length", 1.0).await;
+    // Dropping the response future resets the stream; the connection stays open.
+    pending.abort();
+    wait_metric(&shim, "queue_length", 0.0).await;
+    let (_, _, text) = http(shim.http, "GET", "/metrics", vec![]).await;
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("host_shim_flow_control_rejected_total{reason=\"cancelled\"} 1"),
+        "{text}"
+    );
+}

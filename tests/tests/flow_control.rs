@@ -1,0 +1,424 @@
+//! Flow control in a real Envoy: the affinity plugin asks host-shim (a real child process,
+//! `flowControl` in its EndpointPickerConfig) for picks while every pod's `/metrics` reports a
+//! queue over the saturation threshold. Picks wait in host-shim's bounded queue and are served
+//! as soon as a pod frees; overflow and a wait past the TTL get the configured status with
+//! `Retry-After` and an OpenAI error body; a client that disconnects while queued frees its
+//! place; and Envoy itself never answers (no overflow, no plain-text page).
+//!
+//! The pods are small HTTP/1.1 servers (no model behind them) whose `/metrics` page reports a
+//! settable vLLM queue length, so saturation is switched on and off exactly.
+
+use infergate_e2e::child::HostShim;
+use infergate_e2e::envoy::{ClusterSpec, Envoy, ExtProcSpec, GatewaySpec, WasmFilter};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const MODEL: &str = "Qwen/Qwen3-0.6B";
+const TTL_MS: u64 = 3000;
+
+/// A pod whose `/metrics` reports `waiting` queued requests and that answers chat requests.
+struct Pod {
+    addr: SocketAddr,
+    name: String,
+    waiting: Arc<AtomicU64>,
+    served: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Pod {
+    async fn start(name: &str, waiting: u64) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let waiting = Arc::new(AtomicU64::new(waiting));
+        let served = Arc::new(AtomicUsize::new(0));
+        let (w, s, n) = (waiting.clone(), served.clone(), name.to_string());
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (w, s, n) = (w.clone(), s.clone(), n.clone());
+                conns.spawn(async move {
+                    let _ = serve(stream, &w, &s, &n).await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            name: name.to_string(),
+            waiting,
+            served,
+            task,
+        })
+    }
+
+    fn set_waiting(&self, n: u64) {
+        self.waiting.store(n, Ordering::Relaxed);
+    }
+}
+
+/// HTTP/1.1 keep-alive: `/metrics` (vLLM names) or a chat completion.
+async fn serve(
+    stream: tokio::net::TcpStream,
+    waiting: &AtomicU64,
+    served: &AtomicUsize,
+    name: &str,
+) -> anyhow::Result<()> {
+    let mut r = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let (mut len, mut chunked) = (0usize, false);
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).await?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse()?;
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.trim().eq_ignore_ascii_case("chunked");
+                }
+            }
+        }
+        // Envoy streams a body it did not buffer (ext_proc full-duplex) chunked.
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                let mut size = String::new();
+                r.read_line(&mut size).await?;
+                let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)?;
+                let mut chunk = vec![0; n + 2];
+                r.read_exact(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        } else {
+            body.resize(len, 0);
+            r.read_exact(&mut body).await?;
+        }
+        let (ctype, text) = if path == "/metrics" {
+            let page = format!(
+                "# TYPE vllm:num_requests_running gauge\n\
+                 vllm:num_requests_running{{model_name=\"{MODEL}\"}} 4\n\
+                 # TYPE vllm:num_requests_waiting gauge\n\
+                 vllm:num_requests_waiting{{model_name=\"{MODEL}\"}} {}\n\
+                 # TYPE vllm:kv_cache_usage_perc gauge\n\
+                 vllm:kv_cache_usage_perc{{model_name=\"{MODEL}\"}} 0.2\n",
+                waiting.load(Ordering::Relaxed)
+            );
+            ("text/plain; version=0.0.4", page)
+        } else {
+            served.fetch_add(1, Ordering::AcqRel);
+            let answer = json!({"object": "chat.completion", "model": MODEL, "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}});
+            ("application/json", answer.to_string())
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\nx-served-by: {name}\r\ncontent-length: {}\r\n\r\n",
+            text.len()
+        );
+        let w = r.get_mut();
+        w.write_all(head.as_bytes()).await?;
+        w.write_all(text.as_bytes()).await?;
+    }
+}
+
+struct Setup {
+    pods: Vec<Pod>,
+    shim: HostShim,
+    envoy: Envoy,
+}
+
+/// The guide's scheduling profile plus `flowControl: {flow}`.
+fn epp_config(flow: &Value) -> String {
+    format!(
+        "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n\
+         plugins:\n- type: queue-scorer\n- type: kv-cache-utilization-scorer\n- type: prefix-cache-scorer\n\
+         schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n    weight: 2\n\
+         \x20 - pluginRef: kv-cache-utilization-scorer\n    weight: 2\n\
+         \x20 - pluginRef: prefix-cache-scorer\n    weight: 3\n\
+         flowControl: {flow}\n"
+    )
+}
+
+/// Two saturated pods and host-shim with `flow` as its `flowControl`.
+async fn pods_and_shim(flow: &Value) -> anyhow::Result<(Vec<Pod>, HostShim)> {
+    let pods = vec![
+        Pod::start("pod-a", 10).await?,
+        Pod::start("pod-b", 10).await?,
+    ];
+    let endpoints: Vec<String> = pods.iter().map(|p| p.addr.to_string()).collect();
+    let shim = HostShim::start_with(&endpoints, &["--config-text", &epp_config(flow)]).await?;
+    shim.wait_ready(2, Duration::from_secs(10)).await?;
+    Ok((pods, shim))
+}
+
+/// [`pods_and_shim`], and Envoy with the affinity plugin whose pick callout outlasts the queue
+/// (TTL `ttl_ms`) by the margin `infergate-policies` renders (500 ms).
+async fn setup(flow: Value, ttl_ms: u64) -> anyhow::Result<Setup> {
+    let (pods, shim) = pods_and_shim(&flow).await?;
+    let endpoints: Vec<String> = pods.iter().map(|p| p.addr.to_string()).collect();
+    let affinity = json!({"endpoints": endpoints,
+        "hostShim": {"cluster": "host-shim", "timeoutMs": ttl_ms + 500}});
+    let spec = GatewaySpec {
+        clusters: vec![ClusterSpec {
+            name: "host-shim".into(),
+            addresses: vec![shim.http],
+            http2: true,
+        }],
+        ..GatewaySpec::default()
+    }
+    .with_filter(WasmFilter::plugin("affinity", affinity.to_string())?);
+    let envoy = Envoy::start(&spec).await?;
+    Ok(Setup { pods, shim, envoy })
+}
+
+/// [`pods_and_shim`], and Envoy asking host-shim over ext_proc (full-duplex, as llm-d
+/// configures it; Envoy's `message_timeout` is 10 s, above the queue's TTL).
+async fn setup_ext_proc(flow: Value) -> anyhow::Result<Setup> {
+    let (pods, shim) = pods_and_shim(&flow).await?;
+    let spec = GatewaySpec {
+        ext_proc: Some(ExtProcSpec {
+            cluster: "epp".into(),
+            body_mode: "FULL_DUPLEX_STREAMED".into(),
+        }),
+        clusters: vec![ClusterSpec {
+            name: "epp".into(),
+            addresses: vec![shim.grpc],
+            http2: true,
+        }],
+        ..GatewaySpec::default()
+    };
+    let envoy = Envoy::start(&spec).await?;
+    Ok(Setup { pods, shim, envoy })
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    content_type: Option<String>,
+    served_by: Option<String>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn chat(envoy_url: String, n: usize, timeout: Duration) -> anyhow::Result<Answer> {
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let r = client
+        .post(format!("{envoy_url}/v1/chat/completions"))
+        .json(&json!({"model": MODEL, "max_tokens": 2, "messages": [
+            {"role": "user", "content": format!("question number {n}: ").repeat(30)}]}))
+        .send()
+        .await?;
+    let h = |k: &str| {
+        r.headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (retry_after, content_type, served_by) =
+        (h("retry-after"), h("content-type"), h("x-served-by"));
+    Ok(Answer {
+        status: r.status().as_u16(),
+        retry_after,
+        content_type,
+        served_by,
+        body: r.text().await?,
+    })
+}
+
+/// A `host_shim_flow_control_*` sample from host-shim's `/metrics` (0 when absent).
+async fn shim_metric(shim: &HostShim, sample: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("http://{}/metrics", shim.http))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("host_shim_flow_control_{sample} "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0))
+}
+
+/// Waits (at most 20 s: a hang, not a timing check) until the sample equals `want`.
+async fn until_metric(shim: &HostShim, sample: &str, want: f64) -> anyhow::Result<()> {
+    for _ in 0..800 {
+        if shim_metric(shim, sample).await? == want {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("{sample} never reached {want}")
+}
+
+/// Envoy answered nothing itself: no circuit-breaker overflow anywhere, no plugin fallback.
+async fn envoy_never_answered(envoy: &Envoy) -> anyhow::Result<()> {
+    let stats = envoy.stats().await?;
+    let overflow: u64 = stats
+        .iter()
+        .filter(|(k, _)| {
+            k.ends_with("upstream_rq_pending_overflow") || k.ends_with("upstream_rq_overflow")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(overflow, 0, "Envoy's circuit breakers answered");
+    Ok(())
+}
+
+fn assert_openai_refusal(a: &Answer, status: u16, retry_after: &str, kind: &str) {
+    assert_eq!(a.status, status, "{a:?}");
+    assert_eq!(a.retry_after.as_deref(), Some(retry_after), "{a:?}");
+    assert!(
+        a.content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("application/json")),
+        "not Envoy's plain-text page: {a:?}"
+    );
+    assert_eq!(a.json()["error"]["type"], kind, "{a:?}");
+    assert!(a.served_by.is_none(), "no pod saw it: {a:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_are_served_when_a_pod_frees_and_overflow_is_refused() -> anyhow::Result<()>
+{
+    let s = setup(
+        json!({"maxRequests": 2, "defaultRequestTTL": "9s", "retryAfterSeconds": 2}),
+        9000,
+    )
+    .await?;
+    let url = s.envoy.http_url();
+    let mut waiting = Vec::new();
+    for n in 0..2 {
+        waiting.push(tokio::spawn(chat(url.clone(), n, Duration::from_secs(60))));
+        until_metric(&s.shim, "queue_length", (n + 1) as f64).await?;
+    }
+    // The queue is full: the third is refused at once, with the configured Retry-After.
+    let over = chat(url.clone(), 9, Duration::from_secs(60)).await?;
+    assert_openai_refusal(&over, 429, "2", "rate_limit_error");
+    assert_eq!(
+        s.pods
+            .iter()
+            .map(|p| p.served.load(Ordering::Relaxed))
+            .sum::<usize>(),
+        0
+    );
+
+    // pod-b frees: both waiting requests are served there, nothing else changed.
+    s.pods[1].set_waiting(0);
+    for w in waiting {
+        let a = w.await??;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.served_by.as_deref(), Some(s.pods[1].name.as_str()));
+    }
+    assert_eq!(s.pods[0].served.load(Ordering::Relaxed), 0);
+    assert_eq!(shim_metric(&s.shim, "queue_length").await?, 0.0);
+    assert_eq!(shim_metric(&s.shim, "dispatched_total").await?, 2.0);
+    envoy_never_answered(&s.envoy).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_past_the_ttl_is_answered_503_with_the_configured_retry_after() -> anyhow::Result<()>
+{
+    let s = setup(
+        json!({"maxRequests": 1, "defaultRequestTTL": format!("{TTL_MS}ms"),
+            "retryAfterSeconds": 5}),
+        TTL_MS,
+    )
+    .await?;
+    let url = s.envoy.http_url();
+
+    // TTL: host-shim answers 503 before the plugin's callout gives up, and the plugin passes
+    // it on with host-shim's Retry-After.
+    let late = chat(url.clone(), 1, Duration::from_secs(60)).await?;
+    assert_openai_refusal(&late, 503, "5", "server_error");
+    let text = reqwest::get(format!("http://{}/metrics", s.shim.http))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        text.contains("host_shim_flow_control_rejected_total{reason=\"timeout\"} 1"),
+        "{text}"
+    );
+    assert_eq!(
+        s.pods
+            .iter()
+            .map(|p| p.served.load(Ordering::Relaxed))
+            .sum::<usize>(),
+        0
+    );
+    envoy_never_answered(&s.envoy).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_ext_proc_a_client_that_leaves_frees_its_place_and_overflow_is_refused(
+) -> anyhow::Result<()> {
+    let s = setup_ext_proc(json!({"maxRequests": 1, "defaultRequestTTL": "8s",
+        "retryAfterSeconds": 3}))
+    .await?;
+    let url = s.envoy.http_url();
+
+    // A client that gives up while queued: Envoy closes the ext_proc stream, host-shim takes
+    // the request out of the queue at once.
+    let gone = tokio::spawn(chat(url.clone(), 1, Duration::from_millis(700)));
+    until_metric(&s.shim, "queue_length", 1.0).await?;
+    assert!(gone.await?.is_err(), "the client timed out");
+    until_metric(&s.shim, "queue_length", 0.0).await?;
+    let text = reqwest::get(format!("http://{}/metrics", s.shim.http))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        text.contains("host_shim_flow_control_rejected_total{reason=\"cancelled\"} 1"),
+        "{text}"
+    );
+
+    // The freed place (maxRequests 1) takes the next request; one more is refused at once
+    // with Envoy's immediate response carrying host-shim's status, Retry-After and JSON.
+    let next = tokio::spawn(chat(url.clone(), 2, Duration::from_secs(60)));
+    until_metric(&s.shim, "queue_length", 1.0).await?;
+    let over = chat(url.clone(), 3, Duration::from_secs(60)).await?;
+    assert_openai_refusal(&over, 429, "3", "rate_limit_error");
+    assert_eq!(over.json()["error"]["code"], "queue_full");
+
+    s.pods[0].set_waiting(0);
+    let a = next.await??;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.served_by.as_deref(), Some("pod-a"));
+    assert_eq!(
+        s.pods
+            .iter()
+            .map(|p| p.served.load(Ordering::Relaxed))
+            .sum::<usize>(),
+        1,
+        "the request whose client left never reached a pod"
+    );
+    envoy_never_answered(&s.envoy).await
+}
