@@ -465,3 +465,29 @@ async fn an_http2_pick_reset_by_its_caller_leaves_the_queue() {
         "{text}"
     );
 }
+
+#[test]
+fn the_readme_example_parses_to_what_it_says() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("### Overload: when every pod is saturated")
+        .nth(1)
+        .expect("the README's overload section");
+    let block = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its yaml block");
+    let c = SchedulerConfig::parse(&format!("{DEFAULT_CONFIG}{block}")).unwrap();
+    let f = &c.flow_control;
+    assert!(f.enabled);
+    assert_eq!(f.request_ttl, Duration::from_secs(5));
+    assert_eq!((f.max_requests, f.max_bytes), (1024, Some(64 << 20)));
+    assert_eq!(f.band(-1).max_requests, Some(64));
+    assert_eq!(f.band(0).max_bytes, Some(32 << 20));
+    assert_eq!(
+        (f.queue_full_status, f.timeout_status, f.retry_after_secs),
+        (429, 503, 1)
+    );
+}
