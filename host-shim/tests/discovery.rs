@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fast_scrape, serve_idle_metrics};
+use common::{eventually_within, fast_scrape, serve_idle_metrics};
 use host_shim::endpoint::Endpoint;
 use host_shim::runtime::Runtime;
 use host_shim::scheduler::config::SchedulerConfig;
@@ -125,14 +125,8 @@ fn blocks(rt: &Runtime, e: &Endpoint) -> Option<usize> {
 }
 
 /// Waits (up to 30 s, generous for a loaded machine) until `cond` holds.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..3000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
+async fn until(what: &str, cond: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(30), cond).await
 }
 
 fn set(eps: &[Endpoint]) -> BTreeSet<Endpoint> {

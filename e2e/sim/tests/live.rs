@@ -18,6 +18,16 @@ async fn pod(scale: f64) -> String {
         .await
 }
 
+/// A live run against a fresh pod whose timings run `scale` times faster.
+async fn live_config(scale: f64) -> LiveConfig {
+    LiveConfig {
+        url: pod(scale).await,
+        model: "m".into(),
+        time_scale: scale,
+        request_timeout: Duration::from_secs(30),
+    }
+}
+
 fn workload() -> infergate_sim::bench::workload::Workload {
     generate(&WorkloadSpec {
         kind: WorkloadKind::ZipfHot,
@@ -30,13 +40,7 @@ fn workload() -> infergate_sim::bench::workload::Workload {
 
 #[tokio::test]
 async fn open_loop_run_streams_every_request_with_exact_counts() {
-    let scale = 40.0;
-    let cfg = LiveConfig {
-        url: pod(scale).await,
-        model: "m".into(),
-        time_scale: scale,
-        request_timeout: Duration::from_secs(30),
-    };
+    let cfg = live_config(40.0).await;
     let w = workload();
     assert!(w.requests.len() >= 3);
     let r = run_live(&cfg, &w).await.unwrap();
@@ -68,13 +72,7 @@ async fn open_loop_run_streams_every_request_with_exact_counts() {
 
 #[tokio::test]
 async fn closed_loop_keeps_the_requested_concurrency() {
-    let scale = 40.0;
-    let cfg = LiveConfig {
-        url: pod(scale).await,
-        model: "m".into(),
-        time_scale: scale,
-        request_timeout: Duration::from_secs(30),
-    };
+    let cfg = live_config(40.0).await;
     let r = run_closed_loop(&cfg, &workload(), 8, 0.5).await.unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.peak_in_flight, 8);

@@ -186,14 +186,21 @@ impl Shim {
 }
 
 /// Polls `cond` every 10 ms until it holds; panics after 10 s (a hang, not a timing check).
-pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1000 {
+pub async fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(10), cond).await
+}
+
+/// Polls `cond` every 10 ms until it holds; panics once `limit` has passed (a guard against a
+/// hang, not a timing check).
+pub async fn eventually_within(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
         if cond() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("never happened: {what}");
+    assert!(cond(), "never happened within {limit:?}: {what}");
 }
 
 /// Three fake pods and a host-shim (guide profile) that has scraped all of them.
