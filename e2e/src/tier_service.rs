@@ -274,38 +274,20 @@ mod tests {
             .unwrap();
         let c = reqwest::Client::new();
         let url = format!("http://{}/v1/tiers/lookup", svc.addr);
-        let r = c
-            .post(&url)
-            .json(&json!({"groups": ["p"]}))
-            .send()
-            .await
-            .unwrap();
+        // A lookup of `groups`: the answer, or the error when none came.
+        let lookup_of = |groups: &[&str]| c.post(&url).json(&json!({ "groups": groups })).send();
+        let r = lookup_of(&["p"]).await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.json::<Value>().await.unwrap(), json!({"tier": "premium"}));
-        let r = c
-            .post(&url)
-            .json(&json!({"groups": ["q"]}))
-            .send()
-            .await
-            .unwrap();
+        let r = lookup_of(&["q"]).await.unwrap();
         assert_eq!(r.status(), 404);
         let r = c.post(&url).body("nope").send().await.unwrap();
         assert_eq!(r.status(), 400);
         assert_eq!(svc.calls(), 3);
         svc.set_fault(Fault::ServerError);
-        let r = c
-            .post(&url)
-            .json(&json!({"groups": ["p"]}))
-            .send()
-            .await
-            .unwrap();
+        let r = lookup_of(&["p"]).await.unwrap();
         assert_eq!(r.status(), 500);
         svc.set_fault(Fault::Down);
-        assert!(c
-            .post(&url)
-            .json(&json!({"groups": ["p"]}))
-            .send()
-            .await
-            .is_err());
+        assert!(lookup_of(&["p"]).await.is_err());
     }
 }
