@@ -277,44 +277,34 @@ async fn holding_without_the_envoy_field_hangs_which_is_why_the_default_is_no_ho
     let pod = infergate_e2e::upstream::Upstream::start("pod-1", MODEL).await?;
     let mut auth = auth_config();
     auth["allowOnHeadersStopIteration"] = json!(true);
-    let spec = GatewaySpec {
-        allow_on_headers_stop_iteration: false,
-        ..GatewaySpec::default()
-    }
-    .with_filter(WasmFilter::plugin("auth", auth.to_string())?);
-    let envoy = Envoy::start(&spec).await?;
+    let envoy = common::Gateway::builder()
+        .hold_headers(false)
+        .auth(auth)
+        .start()
+        .await?;
     let c = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()?;
-    let a = answer(
+    // Alice's chat completion, sent straight to the pod.
+    let alice_to_pod = |envoy: &Envoy| {
         c.post(format!("{}/v1/chat/completions", envoy.http_url()))
             .header(
                 infergate_core::headers::DESTINATION_ENDPOINT,
                 pod.addr.to_string(),
             )
             .bearer_auth(ALICE)
-            .json(&chat(MODEL, 4, "hi")),
-    )
-    .await;
+            .json(&chat(MODEL, 4, "hi"))
+    };
+    let a = answer(alice_to_pod(&envoy)).await;
     assert_eq!(a, Answer::Hung, "{}", envoy.log());
     // The same plugin in its default mode answers.
     drop(envoy);
-    let spec = GatewaySpec {
-        allow_on_headers_stop_iteration: false,
-        ..GatewaySpec::default()
-    }
-    .with_filter(WasmFilter::plugin("auth", auth_config().to_string())?);
-    let envoy = Envoy::start(&spec).await?;
-    let a = answer(
-        c.post(format!("{}/v1/chat/completions", envoy.http_url()))
-            .header(
-                infergate_core::headers::DESTINATION_ENDPOINT,
-                pod.addr.to_string(),
-            )
-            .bearer_auth(ALICE)
-            .json(&chat(MODEL, 4, "hi")),
-    )
-    .await;
+    let envoy = common::Gateway::builder()
+        .hold_headers(false)
+        .auth(auth_config())
+        .start()
+        .await?;
+    let a = answer(alice_to_pod(&envoy)).await;
     assert_eq!(a.status(), 200, "{a:?}");
     Ok(())
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use infergate_e2e::envoy::{Envoy, GatewaySpec};
+use infergate_e2e::envoy::Envoy;
 use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,13 +16,13 @@ async fn gateway(pod: &Upstream, limits: Value, style: &str) -> anyhow::Result<E
         {"sha256": digest("alice-key"), "identity": {"userid": "alice", "groups": ["free"]}},
         {"sha256": digest("bob-key"), "identity": {"userid": "bob", "groups": ["free"]}}
     ]}}]});
-    let rl = json!({"limits": limits, "responseHeaders": style});
-    let spec = GatewaySpec {
-        concurrency: 2,
-        ..GatewaySpec::default()
-    };
-    let affinity = json!({"endpoints": [pod.addr.to_string()]});
-    Envoy::start(&with_chain(spec, &auth, &rl, &affinity)?).await
+    Gateway::builder()
+        .concurrency(2)
+        .auth(auth)
+        .ratelimit(json!({"limits": limits, "responseHeaders": style}))
+        .pinned_to(pod.addr)
+        .start()
+        .await
 }
 
 fn per_user(limit: u64, window: &str) -> Value {
