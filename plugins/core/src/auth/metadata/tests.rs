@@ -368,42 +368,54 @@ fn config_errors_name_the_field() {
     assert_eq!(round, c);
 }
 
+/// A request whose only headers are `authorization` and, if set, `:method`.
+struct BearerRequest {
+    authorization: &'static str,
+    method: Option<&'static str>,
+}
+
+impl crate::auth::RequestView for BearerRequest {
+    fn header_values(&self, name: &str) -> Vec<String> {
+        match (name, self.method) {
+            ("authorization", _) => vec![self.authorization.into()],
+            (":method", Some(m)) => vec![m.into()],
+            _ => Vec::new(),
+        }
+    }
+    fn path(&self) -> String {
+        "/v1/chat/completions".into()
+    }
+    fn host(&self) -> String {
+        "gw".into()
+    }
+}
+
+/// An auth host at t = 1000 s with no JWKS key sets, its cache a [`Cache`].
+#[derive(Default)]
+struct CacheHost(Cache);
+
+impl crate::auth::AuthHost for CacheHost {
+    fn now(&self) -> u64 {
+        1000
+    }
+    fn key_set(&self, _: &str) -> Option<std::rc::Rc<crate::auth::jwt::KeySet>> {
+        None
+    }
+    fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.get(key)
+    }
+}
+
 mod with_the_authenticator {
     use super::*;
     use crate::auth::decision::{CalloutKind, Decision};
-    use crate::auth::{AuthConfig, AuthHost, Authenticator, RequestView};
-    use std::rc::Rc;
+    use crate::auth::{AuthConfig, Authenticator};
 
-    struct Req;
-    impl RequestView for Req {
-        fn header_values(&self, name: &str) -> Vec<String> {
-            match name {
-                "authorization" => vec!["Bearer sk-bob".into()],
-                ":method" => vec!["POST".into()],
-                _ => Vec::new(),
-            }
-        }
-        fn path(&self) -> String {
-            "/v1/chat/completions".into()
-        }
-        fn host(&self) -> String {
-            "gw".into()
-        }
-    }
-
-    #[derive(Default)]
-    struct Host(Cache);
-    impl AuthHost for Host {
-        fn now(&self) -> u64 {
-            1000
-        }
-        fn key_set(&self, _: &str) -> Option<Rc<crate::auth::jwt::KeySet>> {
-            None
-        }
-        fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
-            self.0.get(key)
-        }
-    }
+    const REQ: BearerRequest = BearerRequest {
+        authorization: "Bearer sk-bob",
+        method: Some("POST"),
+    };
+    type Host = CacheHost;
 
     fn authenticator() -> Authenticator {
         let digest = crate::auth::apikey::KeyDigest::of(b"sk-bob").to_hex();
@@ -428,7 +440,7 @@ mod with_the_authenticator {
     fn the_tier_is_looked_up_after_authentication_then_cached() {
         let auth = authenticator();
         let host = Host::default();
-        let Decision::Review(callout) = auth.authenticate(&Req, &host) else {
+        let Decision::Review(callout) = auth.authenticate(&REQ, &host) else {
             panic!("expected the metadata call")
         };
         assert_eq!(callout.kind, CalloutKind::Metadata(0));
@@ -448,7 +460,7 @@ mod with_the_authenticator {
         assert_eq!(out.failed, None);
         // The answer is cached: the next request decides without a call.
         host.0.put(out.cache);
-        let Decision::Allow { identity, .. } = auth.authenticate(&Req, &host) else {
+        let Decision::Allow { identity, .. } = auth.authenticate(&REQ, &host) else {
             panic!("expected an answer from the cache")
         };
         assert_eq!(identity.properties["tier"], json!("premium"));
@@ -459,7 +471,7 @@ mod with_the_authenticator {
         let auth = authenticator();
         let host = Host::default();
         for (status, body) in [(None, &b""[..]), (Some(500), b"{}"), (Some(200), b"{oops")] {
-            let Decision::Review(callout) = auth.authenticate(&Req, &host) else {
+            let Decision::Review(callout) = auth.authenticate(&REQ, &host) else {
                 panic!()
             };
             let out = auth.metadata_answered(&host, callout, status, body);
@@ -477,38 +489,13 @@ mod with_the_authenticator {
 mod token_review_extra {
     use super::*;
     use crate::auth::decision::Decision;
-    use crate::auth::{AuthConfig, AuthHost, Authenticator, RequestView};
-    use std::rc::Rc;
+    use crate::auth::{AuthConfig, Authenticator};
 
-    struct Req;
-    impl RequestView for Req {
-        fn header_values(&self, name: &str) -> Vec<String> {
-            match name {
-                "authorization" => vec!["Bearer sa-token".into()],
-                _ => Vec::new(),
-            }
-        }
-        fn path(&self) -> String {
-            "/v1/chat/completions".into()
-        }
-        fn host(&self) -> String {
-            "gw".into()
-        }
-    }
-
-    #[derive(Default)]
-    struct Host(Cache);
-    impl AuthHost for Host {
-        fn now(&self) -> u64 {
-            1000
-        }
-        fn key_set(&self, _: &str) -> Option<Rc<crate::auth::jwt::KeySet>> {
-            None
-        }
-        fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
-            self.0.get(key)
-        }
-    }
+    const REQ: BearerRequest = BearerRequest {
+        authorization: "Bearer sa-token",
+        method: None,
+    };
+    type Host = CacheHost;
 
     #[test]
     fn user_extra_reaches_identity_properties_and_not_the_identity_object() {
@@ -523,7 +510,7 @@ mod token_review_extra {
         .unwrap();
         let auth = Authenticator::new(config);
         let host = Host::default();
-        let Decision::Review(callout) = auth.authenticate(&Req, &host) else {
+        let Decision::Review(callout) = auth.authenticate(&REQ, &host) else {
             panic!("expected a TokenReview")
         };
         let answer = json!({"kind": "TokenReview", "status": {"authenticated": true,
@@ -534,14 +521,14 @@ mod token_review_extra {
             Authenticator::cache_entry(&callout, &review, 1000)
                 .map(|e| (callout.cache_key.clone(), e)),
         );
-        let Decision::Allow { identity, .. } = auth.token_reviewed(&Req, &host, &callout, review)
+        let Decision::Allow { identity, .. } = auth.token_reviewed(&REQ, &host, &callout, review)
         else {
             panic!()
         };
         assert_eq!(identity.properties.get("org"), Some(&json!("acme")));
         assert_eq!(identity.properties.len(), 1, "{:?}", identity.properties);
         // From the cache: the same.
-        let Decision::Allow { identity, .. } = auth.authenticate(&Req, &host) else {
+        let Decision::Allow { identity, .. } = auth.authenticate(&REQ, &host) else {
             panic!("expected the cached review")
         };
         assert_eq!(identity.properties.get("org"), Some(&json!("acme")));
