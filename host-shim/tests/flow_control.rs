@@ -5,13 +5,9 @@
 
 mod common;
 
+use common::epp::{EppStream, BUFFERED, CHAT_PATH};
 use common::{eventually, http, FakePod, Shim};
-use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
-use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
-use envoy_types::pb::envoy::service::ext_proc::v3::{
-    processing_request, processing_response, HttpBody, HttpHeaders, ProcessingRequest,
-    ProcessingResponse, ProtocolConfiguration,
-};
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_response;
 use host_shim::scheduler::config::{SchedulerConfig, DEFAULT_CONFIG};
 use host_shim::scheduler::PickRequest;
 use host_shim::server::wire::encode_pick;
@@ -19,8 +15,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-
-const BUFFERED: i32 = 2;
 
 /// The guide's profile plus a `flowControl` section.
 fn config(flow: &str) -> SchedulerConfig {
@@ -251,81 +245,15 @@ async fn a_completion_report_wakes_the_queue_and_a_later_arrival_does_not_jump_i
 
 // ---- ext_proc ------------------------------------------------------------------------------
 
-struct Stream {
-    tx: mpsc::Sender<ProcessingRequest>,
-    rx: tonic::Streaming<ProcessingResponse>,
-}
-
-impl Stream {
-    async fn open(shim: &Shim) -> Self {
-        let mut client = ExternalProcessorClient::connect(format!("http://{}", shim.grpc))
-            .await
-            .unwrap();
-        let (tx, rx) = mpsc::channel::<ProcessingRequest>(16);
-        let outbound =
-            futures_util::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
-            );
-        let rx = client.process(outbound).await.unwrap().into_inner();
-        Self { tx, rx }
-    }
-
-    /// Sends a buffered chat request (headers, then the whole body).
-    async fn send_request(&self, n: u32) {
-        let hv = |k: &str, v: &str| HeaderValue {
-            key: k.into(),
-            raw_value: v.as_bytes().to_vec(),
-            ..Default::default()
-        };
-        let headers = HttpHeaders {
-            headers: Some(HeaderMap {
-                headers: vec![
-                    hv(":method", "POST"),
-                    hv(":path", "/v1/chat/completions"),
-                    hv("content-type", "application/json"),
-                ],
-            }),
-            end_of_stream: false,
-            ..Default::default()
-        };
-        let protocol = Some(ProtocolConfiguration {
-            request_body_mode: BUFFERED,
-            ..Default::default()
-        });
-        self.tx
-            .send(ProcessingRequest {
-                request: Some(processing_request::Request::RequestHeaders(headers)),
-                protocol_config: protocol,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let body = format!(
-            r#"{{"model":"Qwen/Qwen3-0.6B","messages":[{{"role":"user","content":"question {n}"}}]}}"#
-        );
-        self.tx
-            .send(ProcessingRequest {
-                request: Some(processing_request::Request::RequestBody(HttpBody {
-                    body: body.into_bytes(),
-                    end_of_stream: true,
-                    ..Default::default()
-                })),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    }
-
-    async fn recv(&mut self) -> processing_response::Response {
-        self.rx
-            .message()
-            .await
-            .unwrap()
-            .expect("stream ended")
-            .response
-            .unwrap()
-    }
+/// Sends a buffered chat request (headers, then the whole body) on `stream`.
+async fn send_request(stream: &EppStream, n: u32) {
+    stream
+        .send_headers(CHAT_PATH, Some(BUFFERED), None, false)
+        .await;
+    let body = format!(
+        r#"{{"model":"Qwen/Qwen3-0.6B","messages":[{{"role":"user","content":"question {n}"}}]}}"#
+    );
+    stream.send_body(body.into_bytes(), true).await;
 }
 
 #[tokio::test]
@@ -334,8 +262,8 @@ async fn ext_proc_waits_in_the_queue_answers_overflow_and_leaves_when_envoy_clos
         "{maxRequests: 1, defaultRequestTTL: 20s, queueFullStatus: 503, retryAfterSeconds: 3}",
     ))
     .await;
-    let mut waiting = Stream::open(&shim).await;
-    waiting.send_request(1).await;
+    let mut waiting = EppStream::open(&shim).await;
+    send_request(&waiting, 1).await;
     // BUFFERED: the headers are answered at once, the pick rides on the body's answer.
     assert!(matches!(
         waiting.recv().await,
@@ -344,8 +272,8 @@ async fn ext_proc_waits_in_the_queue_answers_overflow_and_leaves_when_envoy_clos
     wait_metric(&shim, "queue_length", 1.0).await;
 
     // The queue is full: the next stream gets the configured immediate answer.
-    let mut over = Stream::open(&shim).await;
-    over.send_request(2).await;
+    let mut over = EppStream::open(&shim).await;
+    send_request(&over, 2).await;
     let _ = over.recv().await;
     match over.recv().await {
         processing_response::Response::ImmediateResponse(r) => {
@@ -373,8 +301,8 @@ async fn ext_proc_waits_in_the_queue_answers_overflow_and_leaves_when_envoy_clos
     // A third stream waits too once Envoy closes the first one (its place is freed).
     drop(waiting);
     wait_metric(&shim, "queue_length", 0.0).await;
-    let mut third = Stream::open(&shim).await;
-    third.send_request(3).await;
+    let mut third = EppStream::open(&shim).await;
+    send_request(&third, 3).await;
     let _ = third.recv().await;
     wait_metric(&shim, "queue_length", 1.0).await;
     pods[0].set(|l| l.waiting = 0);
