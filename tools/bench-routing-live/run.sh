@@ -182,6 +182,8 @@ for line in open(path):
 open(path, "w").write("".join(out))
 EOF
 mv "$OUT.tmp" "$OUT"
+# TTFT p90 by offered load, one line per router: ttft-p90-live-<workload>.png beside $OUT.
+"$B/bench-routing" --plot-report "$OUT" --out "$(dirname "$OUT")" || true
 for f in "$WORK"/*/gateway-stats.txt; do [ -s "$f" ] && { echo "$f:"; cat "$f"; }; done
 cat "$OUT"
 echo "logs in $WORK"
