@@ -204,6 +204,91 @@ async fn a_caller_that_goes_away_frees_its_place_at_once() {
     assert_eq!(in_flight, 1);
 }
 
+/// A pick carrying `pick_id`, as the affinity plugin sends it.
+async fn pick_with_id(addr: SocketAddr, req: &PickRequest, pick_id: u64) -> Answer {
+    use infergate_core::pick_wire::{encode_pick_with_id, PickQuery};
+    let body = encode_pick_with_id(
+        &PickQuery {
+            model: &req.model,
+            prompt_tokens: req.prompt_tokens,
+            block_size: 256,
+            hashes: &req.block_hashes,
+            sheddable: req.sheddable,
+            ..Default::default()
+        },
+        Some(pick_id),
+    );
+    let (status, headers, body) = http(addr, "POST", "/v1/pick", body).await;
+    let h = |k: &str| headers.get(k).map(|v| v.to_str().unwrap().to_string());
+    Answer {
+        status,
+        retry_after: h("retry-after"),
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        endpoint: h("x-gateway-destination-endpoint"),
+    }
+}
+
+async fn cancel(addr: SocketAddr, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let (status, _, body) = http(addr, "POST", "/v1/cancel", body).await;
+    (status, body)
+}
+
+async fn rejected(shim: &Shim, reason: &str) -> bool {
+    let (_, _, text) = http(shim.http, "GET", "/metrics", vec![]).await;
+    String::from_utf8(text).unwrap().contains(&format!(
+        "host_shim_flow_control_rejected_total{{reason=\"{reason}\"}} 1"
+    ))
+}
+
+#[tokio::test]
+async fn a_cancel_by_pick_id_frees_the_place_of_a_caller_whose_call_stays_open() {
+    use infergate_core::pick_wire::encode_cancel;
+    let (pods, shim) = saturated(Some("{maxRequests: 1, defaultRequestTTL: 30s}")).await;
+    // The plugin's call stays open (Envoy never cancels it) while its client is gone.
+    let addr = shim.http;
+    let queued = tokio::spawn(async move { pick_with_id(addr, &request(1, false), 0xFEED).await });
+    wait_metric(&shim, "queue_length", 1.0).await;
+    // An unknown id is a no-op; a malformed cancel names its field.
+    assert_eq!(cancel(shim.http, encode_cancel(0xBEEF)).await.0, 204);
+    let (status, body) = cancel(shim.http, encode_cancel(1)[..10].to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("pick_id"));
+    assert_eq!(metric(&shim, "queue_length").await, 1.0);
+    // The cancel takes it out at once; its open call is answered.
+    assert_eq!(cancel(shim.http, encode_cancel(0xFEED)).await.0, 204);
+    let a = queued.await.unwrap();
+    assert_eq!(a.status, 503);
+    assert_eq!(a.body["error"]["code"], "cancelled");
+    assert_eq!(metric(&shim, "queue_length").await, 0.0);
+    assert!(rejected(&shim, "cancelled").await);
+    // The freed place takes the next request (the queue holds one), served once a pod has room.
+    let next = tokio::spawn(async move { pick_with_id(addr, &request(2, false), 2).await });
+    wait_metric(&shim, "queue_length", 1.0).await;
+    pods[1].set(|l| l.waiting = 0);
+    let a = next.await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.endpoint.as_deref(), Some(&*pods[1].endpoint.to_string()));
+    assert_eq!(metric(&shim, "dispatched_total").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_pick_that_arrives_after_its_own_cancel_is_refused_at_once() {
+    use infergate_core::pick_wire::encode_cancel;
+    let (_pods, shim) = saturated(Some("{defaultRequestTTL: 30s}")).await;
+    assert_eq!(cancel(shim.http, encode_cancel(77)).await.0, 204);
+    let a = pick_with_id(shim.http, &request(1, false), 77).await;
+    assert_eq!(a.status, 503);
+    assert_eq!(a.body["error"]["code"], "cancelled");
+    assert_eq!(metric(&shim, "queued_total").await, 0.0);
+    // The id is used up: the same id again waits like any other pick.
+    let addr = shim.http;
+    let again = tokio::spawn(async move { pick_with_id(addr, &request(2, false), 77).await });
+    wait_metric(&shim, "queue_length", 1.0).await;
+    assert_eq!(cancel(shim.http, encode_cancel(77)).await.0, 204);
+    assert_eq!(again.await.unwrap().body["error"]["code"], "cancelled");
+    assert_eq!(metric(&shim, "queue_length").await, 0.0);
+}
+
 #[tokio::test]
 async fn sheddable_requests_wait_behind_the_rest() {
     let (pods, shim) = saturated(Some("{defaultRequestTTL: 20s}")).await;

@@ -17,6 +17,11 @@
 //! ([`refusal`]). A caller that goes away (the pick API's HTTP request dropped, the ext_proc
 //! stream closed) drops its [`Ticket`], which takes the request out of the queue at once, or,
 //! when the pick was already made for it, takes the pick back (it no longer counts in flight).
+//! A caller that cannot drop its call — the affinity plugin, whose pending Wasm http call Envoy
+//! never cancels — names the pick with the pick id it sent and cancels it with
+//! `POST /v1/cancel` ([`cancel`]): the request leaves the queue at once, counted `cancelled`.
+//! A cancel that finds nothing queued is remembered (the last [`EARLY_CANCELS`] ids), so a pick
+//! that arrives after its own cancel is refused at once instead of waiting its TTL.
 
 pub mod config;
 pub mod metrics;
@@ -28,12 +33,16 @@ use crate::scheduler::{Pick, PickError, PickRequest};
 use config::{FlowControlConfig, DEFAULT_PRIORITY, SHEDDABLE_PRIORITY};
 use queue::{Full, Queue};
 use refusal::Refusal;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{oneshot, Notify};
 
 type Answer = Result<Pick, Refusal>;
+
+/// Cancels remembered that found no queued pick (a pick may arrive after its cancel).
+pub const EARLY_CANCELS: usize = 1024;
 
 /// One waiting pick.
 #[derive(Debug)]
@@ -42,6 +51,8 @@ struct Waiter {
     api: &'static str,
     since: Instant,
     tx: oneshot::Sender<Answer>,
+    /// The caller's pick id, for [`cancel`].
+    pick_id: Option<u64>,
 }
 
 /// The wait queue of one host-shim and its wake-up signal.
@@ -50,6 +61,8 @@ pub struct FlowController {
     queue: Mutex<Queue<Waiter>>,
     wake: Arc<Notify>,
     started: AtomicBool,
+    /// Pick ids cancelled before their pick was queued, oldest first.
+    early_cancels: Mutex<VecDeque<u64>>,
 }
 
 impl Default for FlowController {
@@ -65,6 +78,7 @@ impl FlowController {
             queue: Mutex::new(Queue::default()),
             wake: Arc::new(Notify::new()),
             started: AtomicBool::new(false),
+            early_cancels: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -86,6 +100,27 @@ impl FlowController {
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
+    }
+
+    /// Remembers a cancel that found nothing queued (bounded).
+    fn remember_cancel(&self, pick_id: u64) {
+        let mut early = self.early_cancels.lock().unwrap_or_else(|p| p.into_inner());
+        if early.contains(&pick_id) {
+            return;
+        }
+        if early.len() >= EARLY_CANCELS {
+            early.pop_front();
+        }
+        early.push_back(pick_id);
+    }
+
+    /// Whether `pick_id` was cancelled before its pick came (forgets it).
+    fn take_early_cancel(&self, pick_id: u64) -> bool {
+        let mut early = self.early_cancels.lock().unwrap_or_else(|p| p.into_inner());
+        match early.iter().position(|id| *id == pick_id) {
+            Some(at) => early.remove(at).is_some(),
+            None => false,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue<Waiter>> {
@@ -143,8 +178,24 @@ pub async fn pick(
     bytes: u64,
     api: &'static str,
 ) -> Result<Pick, Refusal> {
+    pick_with_id(rt, req, bytes, api, None).await
+}
+
+/// [`pick`] for a caller that named the pick with `pick_id`, so [`cancel`] can take it out of
+/// the queue; a pick whose id was already cancelled is refused at once.
+pub async fn pick_with_id(
+    rt: &Arc<Runtime>,
+    req: PickRequest,
+    bytes: u64,
+    api: &'static str,
+    pick_id: Option<u64>,
+) -> Result<Pick, Refusal> {
     let cfg = rt.scheduler.config();
     let fc: &FlowControlConfig = &cfg.flow_control;
+    if pick_id.is_some_and(|id| rt.flow.take_early_cancel(id)) {
+        rt.telemetry.flow.reject("cancelled");
+        return Err(Refusal::cancelled(fc));
+    }
     if !fc.enabled {
         return rt.pick(&req, api).map_err(|e| Refusal::from_pick(e, fc));
     }
@@ -166,6 +217,7 @@ pub async fn pick(
         api,
         since: now,
         tx,
+        pick_id,
     };
     let pushed = {
         let mut q = rt.flow.lock();
@@ -202,6 +254,36 @@ pub async fn pick(
         done: false,
     };
     ticket.wait().await
+}
+
+/// Cancels the queued pick the caller named `pick_id` (`POST /v1/cancel`): it leaves the queue
+/// at once (counted `cancelled`) and its call is answered [`Refusal::cancelled`]. Whether a
+/// queued pick had that id; when none had, the id is remembered for a pick still on its way.
+pub fn cancel(rt: &Runtime, pick_id: u64) -> bool {
+    let removed = {
+        let mut q = rt.flow.lock();
+        let r = q
+            .find(|w| w.pick_id == Some(pick_id))
+            .and_then(|ticket| q.remove(ticket));
+        publish(rt, &q);
+        r
+    };
+    match removed {
+        Some(e) => {
+            rt.telemetry.flow.reject("cancelled");
+            let _ = e
+                .item
+                .tx
+                .send(Err(Refusal::cancelled(&rt.scheduler.config().flow_control)));
+            // A place is free: the next waiter may fit (the dispatcher re-checks).
+            rt.flow.wake();
+            true
+        }
+        None => {
+            rt.flow.remember_cancel(pick_id);
+            false
+        }
+    }
 }
 
 /// A queued pick's claim; dropping it before the answer gives the place (or the pick) back.

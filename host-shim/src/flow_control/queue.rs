@@ -145,6 +145,16 @@ impl<T> Queue<T> {
         self.take(priority, at)
     }
 
+    /// The ticket number of the first queued request whose item matches `pred` (oldest band
+    /// order does not matter: callers look for a unique item).
+    pub fn find(&self, pred: impl Fn(&T) -> bool) -> Option<u64> {
+        self.bands
+            .values()
+            .flat_map(|b| b.entries.iter())
+            .find(|e| pred(&e.item))
+            .map(|e| e.id)
+    }
+
     /// Takes out every request whose deadline is at or before `now`, oldest first.
     pub fn expire(&mut self, now: Instant) -> Vec<Entry<T>> {
         let mut out = Vec::new();
@@ -274,6 +284,20 @@ mod tests {
         q.push(&c, 0, 10, t, "d").unwrap();
         let order: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|e| e.item)).collect();
         assert_eq!(order, ["a", "c", "d"]);
+    }
+
+    #[test]
+    fn find_names_the_ticket_of_an_item() {
+        let t = Instant::now();
+        let c = cfg(10, None);
+        let mut q = Queue::default();
+        q.push(&c, 0, 1, t, ("a", Some(7))).unwrap();
+        let b = q.push(&c, -1, 1, t, ("b", Some(9))).unwrap();
+        q.push(&c, 0, 1, t, ("c", None)).unwrap();
+        assert_eq!(q.find(|x| x.1 == Some(9)), Some(b));
+        assert_eq!(q.find(|x| x.1 == Some(1)), None);
+        assert_eq!(q.remove(b).map(|e| e.item.0), Some("b"));
+        assert_eq!(q.find(|x| x.1 == Some(9)), None);
     }
 
     #[test]

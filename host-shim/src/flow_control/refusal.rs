@@ -67,6 +67,17 @@ impl Refusal {
         )
     }
 
+    /// The caller cancelled the pick (`POST /v1/cancel`) while it waited; nobody reads this
+    /// answer but it is a true one.
+    pub fn cancelled(cfg: &FlowControlConfig) -> Self {
+        Self::new(
+            cfg.timeout_status,
+            "cancelled",
+            "the request was cancelled while it waited for an endpoint".to_string(),
+            cfg.retry_after_secs,
+        )
+    }
+
     /// The OpenAI error kind of the status.
     pub fn kind(&self) -> ErrorKind {
         match self.status {

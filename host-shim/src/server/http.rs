@@ -5,6 +5,7 @@
 //! | `POST /v1/pick` | a pick, [`super::wire`] encoding; with flow control on it may wait in the queue ([`crate::flow_control`]), and a caller that goes away leaves it |
 //! | `POST /v1/served` | a served-endpoint report, [`super::wire`] encoding (from a peer replica when it carries [`crate::peers::PEER_HEADER`]) |
 //! | `POST /v1/completed` | a completion report (the request ended; same encoding as a served report): it no longer counts in flight |
+//! | `POST /v1/cancel` | a cancel ([`super::wire`] encoding): the queued pick that carried this pick id leaves the queue at once; `204` whether or not one did |
 //! | `GET /metrics` | host-shim's Prometheus metrics (OpenMetrics text) |
 //! | `GET /healthz` | `200 ok` while the process runs |
 //! | `GET /v1/endpoints` | the ready endpoints, comma separated (the plugin's fallback list) |
@@ -70,6 +71,10 @@ async fn route(req: Request<Incoming>, rt: &Arc<Runtime>) -> Response<Body> {
             Ok(b) => completed(&b, rt),
             Err(r) => r,
         },
+        (&Method::POST, "/v1/cancel") => match read_body(req).await {
+            Ok(b) => cancel(&b, rt),
+            Err(r) => r,
+        },
         (&Method::GET, "/metrics") => {
             let text = rt
                 .telemetry
@@ -97,7 +102,8 @@ async fn route(req: Request<Incoming>, rt: &Arc<Runtime>) -> Response<Body> {
         (&Method::GET, "/debug/state") => debug_state(rt),
         (
             _,
-            "/v1/pick" | "/v1/served" | "/v1/completed" | "/metrics" | "/healthz" | "/debug/state",
+            "/v1/pick" | "/v1/served" | "/v1/completed" | "/v1/cancel" | "/metrics" | "/healthz"
+            | "/debug/state",
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -149,7 +155,7 @@ async fn pick(body: &[u8], rt: &Arc<Runtime>) -> Response<Body> {
     }
     // The plugin sends hashes, not the prompt: its size is estimated from the token count.
     let bytes = wp.request.prompt_tokens.saturating_mul(4);
-    match crate::flow_control::pick(rt, wp.request, bytes, "http").await {
+    match crate::flow_control::pick_with_id(rt, wp.request, bytes, "http", wp.pick_id).await {
         Ok(p) => {
             let mut r = Response::new(Body::default());
             let h = r.headers_mut();
@@ -229,6 +235,23 @@ fn completed(body: &[u8], rt: &Runtime) -> Response<Body> {
                 s.endpoint
             ),
         ),
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest,
+            "invalid_request",
+            &e.to_string(),
+        ),
+    }
+}
+
+fn cancel(body: &[u8], rt: &Runtime) -> Response<Body> {
+    match wire::decode_cancel(body) {
+        Ok(id) => {
+            crate::flow_control::cancel(rt, id);
+            let mut r = Response::new(Body::default());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
         Err(e) => error(
             StatusCode::BAD_REQUEST,
             ErrorKind::BadRequest,

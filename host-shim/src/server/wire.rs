@@ -6,7 +6,8 @@ use crate::endpoint::Endpoint;
 use crate::scheduler::{PickRequest, SubsetEntry};
 use infergate_core::pick_wire::{self as core_wire, wire_error, PickQuery};
 pub use infergate_core::pick_wire::{
-    WireError, MAX_HASHES, MAX_MESSAGE_BYTES, PICK_MAGIC, SERVED_MAGIC, VERSION,
+    decode_cancel, encode_cancel, WireError, CANCEL_MAGIC, MAX_HASHES, MAX_MESSAGE_BYTES,
+    PICK_MAGIC, SERVED_MAGIC, VERSION,
 };
 
 /// A pick request as sent on the wire.
@@ -16,6 +17,8 @@ pub struct WirePick {
     pub request: PickRequest,
     /// The client's block size (0: not stated).
     pub block_size: u16,
+    /// The caller's id for this pick, for `POST /v1/cancel`.
+    pub pick_id: Option<u64>,
 }
 
 /// A served report.
@@ -52,6 +55,7 @@ pub fn decode_pick(buf: &[u8]) -> Result<WirePick, WireError> {
             sheddable: pick.sheddable,
         },
         block_size: pick.block_size,
+        pick_id: pick.pick_id,
     })
 }
 

@@ -5,6 +5,7 @@ use crate::{endpoints_key, Shared};
 use infergate_core::affinity::flow::{Event, Host, ServedReport};
 use infergate_core::openai::SUMMARY_PROPERTY;
 use infergate_glue::{self as glue, host};
+use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 glue::wasm_host!(
@@ -51,6 +52,21 @@ impl Host for WasmHost {
     }
     fn queue_report(&mut self, report: ServedReport) {
         if self.shared.reports.push(report) {
+            glue::bump(self.shared.metrics.reports_dropped);
+        }
+    }
+    fn new_pick_id(&mut self) -> u64 {
+        // SipHash under this VM's random keys (WASI `random_get`) of a per-VM counter and the
+        // clock: unique across workers and gateways in practice.
+        let n = self.shared.pick_ids.next.get();
+        self.shared.pick_ids.next.set(n.wrapping_add(1));
+        let mut h = self.shared.pick_ids.keys.build_hasher();
+        h.write_u64(n);
+        h.write_u64(host::now_micros());
+        h.finish()
+    }
+    fn queue_cancel(&mut self, pick_id: u64) {
+        if self.shared.cancels.push(pick_id) {
             glue::bump(self.shared.metrics.reports_dropped);
         }
     }

@@ -13,7 +13,10 @@
 //! still held (`allow_on_headers_stop_iteration`), which Envoy 1.40 honours for ORIGINAL_DST.
 //! The endpoint that actually served is reported back to host-shim from a timer, off the
 //! request path, and so is the request's end (`/v1/completed`), so host-shim's count of
-//! requests in flight per endpoint follows the streams.
+//! requests in flight per endpoint follows the streams. Every pick call carries a random pick
+//! id; a stream that ends while its pick is still pending (the client went away while
+//! host-shim queued it — Envoy cannot cancel a Wasm filter's call) sends `POST /v1/cancel`
+//! with that id from the next tick, and host-shim drops the queued pick.
 
 mod filter;
 mod host;
@@ -22,10 +25,12 @@ use filter::AffinityRequest;
 use infergate_core::affinity::flow::{Event, Policy, ServedReport};
 use infergate_core::affinity::AffinityConfig;
 use infergate_core::endpoint::Endpoint;
-use infergate_core::pick_wire::encode_served;
+use infergate_core::pick_wire::{encode_cancel, encode_served};
 use infergate_glue as glue;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -57,6 +62,7 @@ pub(crate) struct Metrics {
     pub pick_latency_us: Option<u32>,
     pub reports_sent: Option<u32>,
     pub reports_dropped: Option<u32>,
+    pub cancels_sent: Option<u32>,
 }
 
 /// What every request context of this VM shares.
@@ -67,6 +73,16 @@ pub(crate) struct Shared {
     pub events: glue::Counters<Event>,
     /// Served and completion reports for the timer to send.
     pub reports: glue::Queue<ServedReport>,
+    /// Pick ids of pending picks whose stream ended, for the timer to cancel.
+    pub cancels: glue::Queue<u64>,
+    /// Where pick ids come from.
+    pub pick_ids: PickIds,
+}
+
+/// This VM's source of pick ids: random keys and a counter.
+pub(crate) struct PickIds {
+    pub keys: RandomState,
+    pub next: Cell<u64>,
 }
 
 #[derive(Default)]
@@ -116,6 +132,7 @@ impl RootContext for AffinityRoot {
             pick_latency_us: glue::histogram("infergate.affinity.pick_latency_us"),
             reports_sent: glue::counter("infergate.affinity.served_reports_sent"),
             reports_dropped: glue::counter("infergate.affinity.served_reports_dropped"),
+            cancels_sent: glue::counter("infergate.affinity.pick_cancels_sent"),
         };
         if config.host_shim.is_some() {
             glue::host::set_tick_period(REPORT_PERIOD);
@@ -125,6 +142,11 @@ impl RootContext for AffinityRoot {
             metrics,
             events: glue::Counters::define("infergate.affinity"),
             reports: glue::Queue::new(MAX_QUEUED_REPORTS),
+            cancels: glue::Queue::new(MAX_QUEUED_REPORTS),
+            pick_ids: PickIds {
+                keys: RandomState::new(),
+                next: Cell::new(0),
+            },
         }));
         true
     }
@@ -149,6 +171,25 @@ impl RootContext for AffinityRoot {
                 Duration::from_millis(shim.timeout_ms.max(200)),
             )
             .ok();
+        }
+        // Cancels first: a queued pick whose client is gone holds a place someone else waits for.
+        for pick_id in shared.cancels.take(REPORTS_PER_TICK) {
+            let sent = glue::host::http_call(
+                &shim.cluster,
+                vec![
+                    (":method", "POST"),
+                    (":path", "/v1/cancel"),
+                    (":authority", &shim.authority),
+                    ("content-type", "application/octet-stream"),
+                ],
+                Some(&encode_cancel(pick_id)),
+                Duration::from_millis(shim.timeout_ms.max(200)),
+            );
+            glue::bump(if sent.is_ok() {
+                shared.metrics.cancels_sent
+            } else {
+                shared.metrics.reports_dropped
+            });
         }
         if !shim.report_served {
             return;

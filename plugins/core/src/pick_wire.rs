@@ -1,4 +1,5 @@
-//! host-shim's compact pick API (`POST /v1/pick`, `POST /v1/served`), defined once: what the
+//! host-shim's compact pick API (`POST /v1/pick`, `POST /v1/served`, `POST /v1/cancel`),
+//! defined once: what the
 //! affinity plugin sends (the encoders) and what host-shim reads (the decoders).
 //!
 //! Binary, little-endian, no padding; `content-type: application/octet-stream`. A pick
@@ -10,7 +11,7 @@
 //! |---|---|---|
 //! | 0 | 4 | magic `IGPK` (`0x49 0x47 0x50 0x4B`) |
 //! | 4 | 1 | version, `1` |
-//! | 5 | 1 | flags: bit 0 = sheddable (may get 429 when every endpoint is saturated); other bits 0 |
+//! | 5 | 1 | flags: bit 0 = sheddable (may get 429 when every endpoint is saturated); bit 1 = a pick id follows the hashes; other bits 0 |
 //! | 6 | 2 | `block_size`: bytes per hashed block the client used (`0`: not stated). If non-zero and hashes are present it must equal host-shim's block size, else 400 |
 //! | 8 | 4 | `prompt_tokens`: estimated prompt tokens |
 //! | 12 | 2 | `model_len` |
@@ -22,7 +23,10 @@
 //! | … | `subset_len` | allowed endpoints, ASCII, comma separated (`ip:port` or `ip`) |
 //! | … | 8 × `hash_count` | block hashes, u64 each, in prompt order ([`crate::prefix::BlockHasher`]) |
 //!
-//! Nothing may follow the last hash.
+//! | … | 8 (only with flags bit 1) | `pick_id`: u64 the caller chose, unique per request, naming this pick in a later `POST /v1/cancel` |
+//!
+//! Nothing may follow the last hash (or the pick id). Encodings without bit 1 (the original
+//! layout) still decode: such a pick simply cannot be cancelled by id.
 //!
 //! Answer `200`, empty body, with headers `x-gateway-destination-endpoint: ip:port`,
 //! `x-gateway-destination-endpoint-fallbacks: ip:port,ip:port` (absent when there are none)
@@ -46,6 +50,21 @@
 //! | … | 8 × `hash_count` | the request's block hashes |
 //!
 //! Answer `204`; `404` if the endpoint is not in the pool; `400` if malformed.
+//!
+//! # `POST /v1/cancel`
+//!
+//! Sent when the request whose pick carried `pick_id` ended (the client went away) before the
+//! pick was answered: host-shim takes that pick out of its wait queue at once.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `IGCN` |
+//! | 4 | 1 | version, `1` |
+//! | 5 | 1 | flags, `0` |
+//! | 6 | 8 | `pick_id` |
+//!
+//! Answer `204` whether or not a queued pick had that id (an unknown id is a no-op); `400`
+//! if malformed.
 
 use std::fmt;
 
@@ -53,6 +72,12 @@ use std::fmt;
 pub const PICK_MAGIC: &[u8; 4] = b"IGPK";
 /// Magic of a served report.
 pub const SERVED_MAGIC: &[u8; 4] = b"IGSV";
+/// Magic of a cancel.
+pub const CANCEL_MAGIC: &[u8; 4] = b"IGCN";
+/// Pick flag: sheddable.
+const FLAG_SHEDDABLE: u8 = 1;
+/// Pick flag: a pick id follows the hashes.
+const FLAG_PICK_ID: u8 = 2;
 /// The only version.
 pub const VERSION: u8 = 1;
 /// Most hashes in one message (host-shim refuses more).
@@ -119,9 +144,15 @@ fn clip(s: &str, max: usize) -> &str {
     s.get(..end).unwrap_or_default()
 }
 
-/// Encodes a pick request (`IGPK`, version 1). Over-long strings are cut at 64 KiB - 1 and
-/// hashes at [`MAX_HASHES`], so the result always decodes.
+/// Encodes a pick request (`IGPK`, version 1) without a pick id. Over-long strings are cut
+/// at 64 KiB - 1 and hashes at [`MAX_HASHES`], so the result always decodes.
 pub fn encode_pick(q: &PickQuery<'_>) -> Vec<u8> {
+    encode_pick_with_id(q, None)
+}
+
+/// Encodes a pick request like [`encode_pick`], with `pick_id` (flags bit 1) when given, so
+/// the pick can be cancelled later ([`encode_cancel`]).
+pub fn encode_pick_with_id(q: &PickQuery<'_>, pick_id: Option<u64>) -> Vec<u8> {
     let model = clip(q.model, u16::MAX as usize);
     let session = clip(q.session.unwrap_or_default(), u16::MAX as usize);
     let subset_joined = q.subset.join(",");
@@ -131,10 +162,17 @@ pub fn encode_pick(q: &PickQuery<'_>) -> Vec<u8> {
         .get(..q.hashes.len().min(MAX_HASHES))
         .unwrap_or_default();
     let mut out =
-        Vec::with_capacity(20 + model.len() + session.len() + subset.len() + 8 * hashes.len());
+        Vec::with_capacity(28 + model.len() + session.len() + subset.len() + 8 * hashes.len());
     out.extend_from_slice(PICK_MAGIC);
     out.push(VERSION);
-    out.push(u8::from(q.sheddable));
+    let mut flags = 0;
+    if q.sheddable {
+        flags |= FLAG_SHEDDABLE;
+    }
+    if pick_id.is_some() {
+        flags |= FLAG_PICK_ID;
+    }
+    out.push(flags);
     out.extend_from_slice(&len16(q.block_size).to_le_bytes());
     out.extend_from_slice(
         &u32::try_from(q.prompt_tokens)
@@ -151,7 +189,38 @@ pub fn encode_pick(q: &PickQuery<'_>) -> Vec<u8> {
     for h in hashes {
         out.extend_from_slice(&h.to_le_bytes());
     }
+    if let Some(id) = pick_id {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
     out
+}
+
+/// Encodes a cancel (`IGCN`, version 1) of the pick sent with `pick_id`.
+pub fn encode_cancel(pick_id: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(14);
+    out.extend_from_slice(CANCEL_MAGIC);
+    out.push(VERSION);
+    out.push(0);
+    out.extend_from_slice(&pick_id.to_le_bytes());
+    out
+}
+
+/// Decodes a `/v1/cancel` body: the pick id to cancel.
+pub fn decode_cancel(buf: &[u8]) -> Result<u64, WireError> {
+    check_size(buf)?;
+    let mut r = Reader { buf, pos: 0 };
+    let flags = r.header(CANCEL_MAGIC)?;
+    if flags != 0 {
+        return Err(wire_error("flags", format!("unknown bits {flags:#04x}")));
+    }
+    let id = u64::from_le_bytes(r.array("pick_id")?);
+    if r.pos != buf.len() {
+        return Err(wire_error(
+            "pick_id",
+            format!("{} bytes follow the pick id", buf.len() - r.pos),
+        ));
+    }
+    Ok(id)
 }
 
 /// Encodes a served report (`IGSV`, version 1): `endpoint` served the request whose prompt
@@ -191,6 +260,8 @@ pub struct Pick {
     pub hashes: Vec<u64>,
     /// May be shed (429) when every endpoint is saturated.
     pub sheddable: bool,
+    /// The caller's id for this pick (flags bit 1), for a later cancel.
+    pub pick_id: Option<u64>,
 }
 
 /// A decoded served report; host-shim parses its endpoint.
@@ -293,7 +364,7 @@ pub fn decode_pick(buf: &[u8]) -> Result<Pick, WireError> {
     check_size(buf)?;
     let mut r = Reader { buf, pos: 0 };
     let flags = r.header(PICK_MAGIC)?;
-    if flags & !1 != 0 {
+    if flags & !(FLAG_SHEDDABLE | FLAG_PICK_ID) != 0 {
         return Err(wire_error("flags", format!("unknown bits {flags:#04x}")));
     }
     let block_size = r.u16("block_size")?;
@@ -309,6 +380,11 @@ pub fn decode_pick(buf: &[u8]) -> Result<Pick, WireError> {
     let session = r.str(session_len, "session")?;
     let subset_text = r.str(subset_len, "subset")?;
     let hashes = r.hashes(n)?;
+    let pick_id = if flags & FLAG_PICK_ID != 0 {
+        Some(u64::from_le_bytes(r.array("pick_id")?))
+    } else {
+        None
+    };
     r.end()?;
     let subset = (subset_len != 0).then(|| {
         subset_text
@@ -324,7 +400,8 @@ pub fn decode_pick(buf: &[u8]) -> Result<Pick, WireError> {
         prompt_tokens: u64::from(prompt_tokens),
         block_size,
         hashes,
-        sheddable: flags & 1 != 0,
+        sheddable: flags & FLAG_SHEDDABLE != 0,
+        pick_id,
     })
 }
 
@@ -419,6 +496,7 @@ mod tests {
                 block_size: 256,
                 hashes,
                 sheddable: true,
+                pick_id: None,
             }
         );
         let none = decode_pick(&encode_pick(&query(&[], &[]))).unwrap();
@@ -474,6 +552,78 @@ mod tests {
             decode_pick(&b).unwrap_err().to_string(),
             "field `magic`: expected `IGPK`"
         );
+    }
+
+    #[test]
+    fn pick_id_round_trips_and_old_encodings_still_decode() {
+        let hashes = [9u64, 8, 7];
+        let plain = encode_pick(&query(&hashes, &[]));
+        let with_id = encode_pick_with_id(&query(&hashes, &[]), Some(0xDEAD_BEEF_0000_0001));
+        // Bit 1 set, the id after the last hash, everything before unchanged.
+        assert_eq!(with_id[5], 0b11);
+        assert_eq!(with_id.len(), plain.len() + 8);
+        assert_eq!(&with_id[6..plain.len()], &plain[6..]);
+        assert_eq!(
+            u64::from_le_bytes(with_id[plain.len()..].try_into().unwrap()),
+            0xDEAD_BEEF_0000_0001
+        );
+        let decoded = decode_pick(&with_id).unwrap();
+        assert_eq!(decoded.pick_id, Some(0xDEAD_BEEF_0000_0001));
+        assert_eq!(decoded.hashes, hashes);
+        assert!(decoded.sheddable);
+        assert_eq!(decode_pick(&plain).unwrap().pick_id, None);
+        // Id 0 and u64::MAX are ids like any other.
+        for id in [0, u64::MAX] {
+            let b = encode_pick_with_id(&query(&[], &[]), Some(id));
+            assert_eq!(decode_pick(&b).unwrap().pick_id, Some(id));
+        }
+    }
+
+    #[test]
+    fn hostile_pick_ids_name_the_field() {
+        let with_id = encode_pick_with_id(&query(&[1, 2], &[]), Some(42));
+        let field = |b: &[u8]| decode_pick(b).unwrap_err().field;
+        // The flag promises an id that is cut short or missing.
+        assert_eq!(field(&with_id[..with_id.len() - 1]), "pick_id");
+        assert_eq!(field(&with_id[..with_id.len() - 8]), "pick_id");
+        // Bytes after the id.
+        let mut v = with_id.clone();
+        v.push(0);
+        assert_eq!(field(&v), "hashes");
+        // An id without the flag reads as trailing bytes.
+        let mut v = with_id.clone();
+        v[5] &= !FLAG_PICK_ID;
+        assert_eq!(field(&v), "hashes");
+        // Unknown flag bits next to the id bit.
+        let mut v = with_id;
+        v[5] |= 0x04;
+        assert_eq!(field(&v), "flags");
+    }
+
+    #[test]
+    fn cancel_round_trips_and_names_fields() {
+        let b = encode_cancel(0x0102_0304_0506_0708);
+        assert_eq!(&b[0..4], b"IGCN");
+        assert_eq!(b.len(), 14);
+        assert_eq!(decode_cancel(&b).unwrap(), 0x0102_0304_0506_0708);
+        let field = |b: &[u8]| decode_cancel(b).unwrap_err().field;
+        assert_eq!(field(&b[..13]), "pick_id");
+        assert_eq!(field(&b[..6]), "pick_id");
+        assert_eq!(field(&b[..5]), "flags");
+        assert_eq!(field(b""), "magic");
+        let mut v = b.clone();
+        v.push(1);
+        assert_eq!(field(&v), "pick_id");
+        let mut v = b.clone();
+        v[5] = 1;
+        assert_eq!(field(&v), "flags");
+        let mut v = b.clone();
+        v[4] = 2;
+        assert_eq!(field(&v), "version");
+        assert_eq!(field(&encode_served("10.0.0.1:1", &[])), "magic");
+        assert_eq!(field(&vec![0u8; MAX_MESSAGE_BYTES + 1]), "message");
+        // A pick is not a cancel, and a cancel is not a pick.
+        assert_eq!(decode_pick(&b).unwrap_err().field, "magic");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! exactly one destination (host-shim's pick, rendezvous hashing of the prompt prefix, or
 //! round robin for requests without a prompt), or answered locally (503, 429, 413, 400). When
 //! the response starts, the endpoint that served is reported; when the stream ends, its
-//! completion.
+//! completion — or, when it ends while the pick is still pending (the client went away while
+//! host-shim queued it), a cancel of that pick, named by the pick id the call carried.
 //!
 //! The proxy-wasm adapter (`plugins/affinity`) only feeds its callbacks into a [`Flow`] and
 //! carries out the [`Host`] calls (declared in [`super::host`]); every decision is made here.
@@ -18,7 +19,7 @@ use crate::endpoint::{parse_list, rendezvous, Endpoint};
 use crate::headers::{DESTINATION_ENDPOINT, DESTINATION_ENDPOINT_FALLBACKS};
 use crate::openai::{parse_request_capped, ApiKind, RequestSummary};
 use crate::openai_error::ErrorKind;
-use crate::pick_wire::{encode_pick, PickQuery};
+use crate::pick_wire::{encode_pick_with_id, PickQuery};
 use std::cell::Cell;
 use std::num::NonZeroUsize;
 
@@ -69,6 +70,8 @@ pub enum Phase {
         key: u64,
         /// When the call was sent (µs since the epoch).
         started_us: u64,
+        /// The id the pick call carried, for a cancel.
+        pick_id: u64,
     },
     /// Sent upstream with its destination.
     Forwarded,
@@ -192,7 +195,10 @@ impl Flow {
         policy: &Policy,
         headers: &[(String, String)],
     ) {
-        let Phase::AwaitingPick { key, started_us } = self.phase else {
+        let Phase::AwaitingPick {
+            key, started_us, ..
+        } = self.phase
+        else {
             return;
         };
         self.phase = Phase::Forwarded;
@@ -222,8 +228,15 @@ impl Flow {
     }
 
     /// The stream is over (completed, failed or cancelled): host-shim stops counting it in
-    /// flight at the endpoint that served it, else at the one it picked.
+    /// flight at the endpoint that served it, else at the one it picked; a pick still pending
+    /// (Envoy cannot cancel the call) is cancelled by its id so it leaves host-shim's queue.
     pub fn on_log(&mut self, host: &mut dyn Host, policy: &Policy) {
+        if let Phase::AwaitingPick { pick_id, .. } = self.phase {
+            self.phase = Phase::Completed;
+            self.hashes.clear();
+            host.queue_cancel(pick_id);
+            return;
+        }
         if !policy.report_served() {
             return;
         }
@@ -390,21 +403,26 @@ impl Flow {
         let Some(shim) = &policy.config.host_shim else {
             return self.route_by_hash(host, policy, key);
         };
-        let query = encode_pick(&PickQuery {
-            model: &parsed.model,
-            session: parsed.session_key.as_deref(),
-            subset: &[],
-            prompt_tokens: parsed.estimated_prompt_tokens,
-            block_size: hasher.block_size,
-            hashes: &hashes,
-            sheddable: false,
-        });
+        let pick_id = host.new_pick_id();
+        let query = encode_pick_with_id(
+            &PickQuery {
+                model: &parsed.model,
+                session: parsed.session_key.as_deref(),
+                subset: &[],
+                prompt_tokens: parsed.estimated_prompt_tokens,
+                block_size: hasher.block_size,
+                hashes: &hashes,
+                sheddable: false,
+            },
+            Some(pick_id),
+        );
         self.hashes = hashes;
         match host.dispatch_pick(&shim.cluster, &shim.authority, &query, shim.timeout_ms) {
             Some(_) => {
                 self.phase = Phase::AwaitingPick {
                     key,
                     started_us: host.now_us(),
+                    pick_id,
                 };
                 Step::Pause
             }

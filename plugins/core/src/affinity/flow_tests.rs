@@ -135,6 +135,63 @@ fn stream_cut_before_the_response_reports_completion_at_the_picked_endpoint() {
     assert!(host.reports.is_empty());
 }
 
+#[test]
+fn a_stream_that_ends_while_awaiting_its_pick_queues_a_cancel_of_that_pick() {
+    use crate::pick_wire::decode_pick;
+    for extra in ["", r#","reportServed":false"#] {
+        let p = shim(extra);
+        let (mut flow, mut host) = awaiting_pick(&p, "first");
+        // The pick call carries the id the host handed out.
+        let id = decode_pick(&host.dispatched[0].query).unwrap().pick_id;
+        assert_eq!(id, Some(host.pick_ids));
+        // The client went away while host-shim held the pick: the stream ends (on_log).
+        flow.on_log(&mut host, &p);
+        assert_eq!(host.cancels, vec![host.pick_ids], "{extra}");
+        assert!(host.reports.is_empty(), "no completion: nothing was picked");
+        assert!(matches!(flow.phase(), Phase::Completed));
+        // A late answer (if Envoy ever delivered one) and a second on_log change nothing.
+        answer_owned(&mut flow, &mut host, &p, &ok_pick("10.0.0.9:8000", ""));
+        flow.on_log(&mut host, &p);
+        assert_eq!(host.resumed, 0);
+        assert_eq!(host.cancels.len(), 1);
+        assert!(host.reports.is_empty());
+    }
+}
+
+#[test]
+fn a_stream_that_got_its_pick_or_never_asked_queues_no_cancel() {
+    let p = shim("");
+    // Picked, then cut before the response: a completion, no cancel.
+    let (mut flow, mut host) = awaiting_pick(&p, "hello there");
+    answer_owned(&mut flow, &mut host, &p, &ok_pick("10.0.0.9:8000", ""));
+    flow.on_log(&mut host, &p);
+    assert!(host.cancels.is_empty());
+    assert_eq!(host.reports.len(), 1);
+    // Refused by host-shim (429): answered locally, nothing pending to cancel.
+    let (mut flow, mut host) = awaiting_pick(&p, "hello there");
+    answer(
+        &mut flow,
+        &mut host,
+        &p,
+        &[(":status", "429"), ("content-type", "application/json")],
+    );
+    flow.on_log(&mut host, &p);
+    assert!(host.cancels.is_empty());
+    // The call could not be sent (hashing fallback): no id was promised to anyone.
+    let mut host = MockHost::post(CHAT, &chat("x"));
+    host.dispatch_fails = true;
+    let mut flow = Flow::new();
+    send(&mut flow, &mut host, &p);
+    flow.on_log(&mut host, &p);
+    assert!(host.cancels.is_empty());
+    // Still waiting for the body when the client leaves: no pick was asked for.
+    let mut host = MockHost::post(CHAT, &chat("x"));
+    let mut flow = Flow::new();
+    flow.on_request_headers(&mut host, &p, false);
+    flow.on_log(&mut host, &p);
+    assert!(host.cancels.is_empty() && host.dispatched.is_empty());
+}
+
 /// The destination the hashing fallback gives `prompt` (no host-shim).
 fn hashed(prompt: &str) -> String {
     let p = policy("");

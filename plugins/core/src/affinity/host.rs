@@ -92,6 +92,12 @@ pub trait Host: StreamHost {
     fn upstream_address(&self) -> Option<String>;
     /// Queues a report for the plugin's timer to send to host-shim.
     fn queue_report(&mut self, report: ServedReport);
+    /// A new pick id, unique per request across workers and gateways (random), so host-shim
+    /// can tell which queued pick a cancel means.
+    fn new_pick_id(&mut self) -> u64;
+    /// Queues a cancel of the pick sent with `pick_id` (`POST /v1/cancel`) for the plugin's
+    /// timer to send: the request ended while its pick was still pending.
+    fn queue_cancel(&mut self, pick_id: u64);
     /// Bumps a counter.
     fn count(&mut self, event: Event);
 }

@@ -28,6 +28,10 @@ pub struct MockHost {
     pub upstream: Option<String>,
     pub reports: Vec<ServedReport>,
     pub events: Vec<Event>,
+    /// Pick ids handed out so far (ids are 1, 2, …).
+    pub pick_ids: u64,
+    /// Cancels queued, by pick id.
+    pub cancels: Vec<u64>,
 }
 
 impl MockHost {
@@ -44,6 +48,8 @@ impl MockHost {
             upstream: None,
             reports: Vec::new(),
             events: Vec::new(),
+            pick_ids: 0,
+            cancels: Vec::new(),
         }
     }
 
@@ -102,6 +108,13 @@ impl Host for MockHost {
     }
     fn queue_report(&mut self, report: ServedReport) {
         self.reports.push(report);
+    }
+    fn new_pick_id(&mut self) -> u64 {
+        self.pick_ids += 1;
+        self.pick_ids
+    }
+    fn queue_cancel(&mut self, pick_id: u64) {
+        self.cancels.push(pick_id);
     }
     fn count(&mut self, event: Event) {
         self.events.push(event);
