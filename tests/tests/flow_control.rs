@@ -3,7 +3,8 @@
 //! queue over the saturation threshold. Picks wait in host-shim's bounded queue and are served
 //! as soon as a pod frees; overflow and a wait past the TTL get the configured status with
 //! `Retry-After` and an OpenAI error body; a client that disconnects while queued frees its
-//! place; and Envoy itself never answers (no overflow, no plain-text page).
+//! place (through ext_proc, and through the plugin by a cancel of its pick id); and Envoy
+//! itself never answers (no overflow, no plain-text page).
 //!
 //! The pods are small HTTP/1.1 servers (no model behind them) whose `/metrics` page reports a
 //! settable vLLM queue length, so saturation is switched on and off exactly.
@@ -374,6 +375,79 @@ async fn a_wait_past_the_ttl_is_answered_503_with_the_configured_retry_after() -
             .sum::<usize>(),
         0
     );
+    envoy_never_answered(&s.envoy).await
+}
+
+/// Waits (at most 20 s: a hang, not a timing check) until Envoy's stat `name` equals `want`.
+async fn until_envoy_stat(envoy: &Envoy, name: &str, want: u64) -> anyhow::Result<()> {
+    for _ in 0..800 {
+        if envoy.stat(name).await? == Some(want) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("{name} never reached {want}: {:?}", envoy.stat(name).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_plugin_a_client_that_leaves_frees_its_place_and_overflow_is_refused(
+) -> anyhow::Result<()> {
+    let s = setup(
+        json!({"maxRequests": 1, "defaultRequestTTL": "8s", "retryAfterSeconds": 3}),
+        8000,
+    )
+    .await?;
+    let url = s.envoy.http_url();
+
+    // A client that gives up while queued. Envoy cannot cancel the plugin's pick call, so the
+    // plugin cancels the pick by its id when the stream ends; host-shim drops it at once,
+    // long before its 8 s TTL.
+    let gone = tokio::spawn(chat(url.clone(), 1, Duration::from_millis(700)));
+    until_metric(&s.shim, "queue_length", 1.0).await?;
+    assert!(gone.await?.is_err(), "the client timed out");
+    until_metric(&s.shim, "queue_length", 0.0).await?;
+    let text = reqwest::get(format!("http://{}/metrics", s.shim.http))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        text.contains("host_shim_flow_control_rejected_total{reason=\"cancelled\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("reason=\"timeout\""),
+        "it left by cancel, not TTL: {text}"
+    );
+    assert_eq!(
+        s.envoy
+            .stat("wasmcustom.infergate.affinity.pick_cancels_sent")
+            .await?,
+        Some(1)
+    );
+    // host-shim answered the abandoned call, so Envoy no longer holds it open.
+    until_envoy_stat(&s.envoy, "cluster.host-shim.upstream_rq_active", 0).await?;
+
+    // The freed place (maxRequests 1) takes the next request; one more is refused at once.
+    let next = tokio::spawn(chat(url.clone(), 2, Duration::from_secs(60)));
+    until_metric(&s.shim, "queue_length", 1.0).await?;
+    let over = chat(url.clone(), 3, Duration::from_secs(60)).await?;
+    assert_openai_refusal(&over, 429, "3", "rate_limit_error");
+    // The plugin relays host-shim's refusal in its own words.
+    assert_eq!(over.json()["error"]["code"], "overloaded");
+
+    s.pods[0].set_waiting(0);
+    let a = next.await??;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.served_by.as_deref(), Some("pod-a"));
+    assert_eq!(
+        s.pods
+            .iter()
+            .map(|p| p.served.load(Ordering::Relaxed))
+            .sum::<usize>(),
+        1,
+        "the request whose client left never reached a pod"
+    );
+    assert_eq!(shim_metric(&s.shim, "dispatched_total").await?, 1.0);
     envoy_never_answered(&s.envoy).await
 }
 
