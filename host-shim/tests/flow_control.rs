@@ -271,6 +271,43 @@ async fn a_cancel_by_pick_id_frees_the_place_of_a_caller_whose_call_stays_open()
     assert_eq!(metric(&shim, "dispatched_total").await, 1.0);
 }
 
+/// This replica's picks not reported complete, over every endpoint (`/debug/state`).
+async fn in_flight(shim: &Shim) -> u64 {
+    let (_, _, state) = http(shim.http, "GET", "/debug/state", vec![]).await;
+    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    state["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["in_flight"].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_cancel_just_after_the_pick_was_made_takes_the_pick_back() {
+    use infergate_core::pick_wire::encode_cancel;
+    // Pods with room: every pick is made at once.
+    let pods = [FakePod::start().await, FakePod::start().await];
+    let shim = Shim::start(&[&pods[0], &pods[1]], config("{defaultRequestTTL: 30s}")).await;
+    eventually("pods scraped", || shim.ready_count() == 2).await;
+    let base = in_flight(&shim).await;
+    // Picked at once; the caller left before reading the answer and cancels it.
+    let a = pick_with_id(shim.http, &request(1, false), 101).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(in_flight(&shim).await, base + 1);
+    assert_eq!(cancel(shim.http, encode_cancel(101)).await.0, 204);
+    assert_eq!(
+        in_flight(&shim).await,
+        base,
+        "the unused pick no longer counts"
+    );
+    assert!(rejected(&shim, "cancelled").await);
+    // A second cancel of the same id (and an unknown id) takes nothing more back.
+    assert_eq!(cancel(shim.http, encode_cancel(101)).await.0, 204);
+    assert_eq!(cancel(shim.http, encode_cancel(5555)).await.0, 204);
+    assert_eq!(in_flight(&shim).await, base);
+}
+
 #[tokio::test]
 async fn a_pick_that_arrives_after_its_own_cancel_is_refused_at_once() {
     use infergate_core::pick_wire::encode_cancel;

@@ -20,8 +20,11 @@
 //! A caller that cannot drop its call — the affinity plugin, whose pending Wasm http call Envoy
 //! never cancels — names the pick with the pick id it sent and cancels it with
 //! `POST /v1/cancel` ([`cancel`]): the request leaves the queue at once, counted `cancelled`.
-//! A cancel that finds nothing queued is remembered (the last [`EARLY_CANCELS`] ids), so a pick
-//! that arrives after its own cancel is refused at once instead of waiting its TTL.
+//! A cancel of a pick already made (answered just before the cancel came; the caller never
+//! read it) takes the pick back, as a completion would (the last [`RECENT_PICKS`] picks with an
+//! id are remembered for this). A cancel that finds neither is remembered (the last
+//! [`EARLY_CANCELS`] ids), so a pick that arrives after its own cancel is refused at once
+//! instead of waiting its TTL.
 
 pub mod config;
 pub mod metrics;
@@ -43,6 +46,16 @@ type Answer = Result<Pick, Refusal>;
 
 /// Cancels remembered that found no queued pick (a pick may arrive after its cancel).
 pub const EARLY_CANCELS: usize = 1024;
+/// Picks made for a pick id remembered, so a cancel that comes just after can take them back.
+pub const RECENT_PICKS: usize = 256;
+
+/// A pick made for a caller that named it.
+#[derive(Debug)]
+struct Picked {
+    pick_id: u64,
+    endpoint: crate::endpoint::Endpoint,
+    hashes: Vec<u64>,
+}
 
 /// One waiting pick.
 #[derive(Debug)]
@@ -63,6 +76,8 @@ pub struct FlowController {
     started: AtomicBool,
     /// Pick ids cancelled before their pick was queued, oldest first.
     early_cancels: Mutex<VecDeque<u64>>,
+    /// The last picks made for a pick id, oldest first.
+    picked: Mutex<VecDeque<Picked>>,
 }
 
 impl Default for FlowController {
@@ -79,6 +94,7 @@ impl FlowController {
             wake: Arc::new(Notify::new()),
             started: AtomicBool::new(false),
             early_cancels: Mutex::new(VecDeque::new()),
+            picked: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -121,6 +137,22 @@ impl FlowController {
             Some(at) => early.remove(at).is_some(),
             None => false,
         }
+    }
+
+    /// Remembers a pick made for `pick_id` (bounded).
+    fn remember_pick(&self, picked: Picked) {
+        let mut recent = self.picked.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= RECENT_PICKS {
+            recent.pop_front();
+        }
+        recent.push_back(picked);
+    }
+
+    /// The remembered pick made for `pick_id` (forgets it).
+    fn take_pick(&self, pick_id: u64) -> Option<Picked> {
+        let mut recent = self.picked.lock().unwrap_or_else(|p| p.into_inner());
+        let at = recent.iter().position(|p| p.pick_id == pick_id)?;
+        recent.remove(at)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue<Waiter>> {
@@ -190,12 +222,40 @@ pub async fn pick_with_id(
     api: &'static str,
     pick_id: Option<u64>,
 ) -> Result<Pick, Refusal> {
+    let Some(id) = pick_id else {
+        return pick_unnamed(rt, req, bytes, api, None).await;
+    };
+    if rt.flow.take_early_cancel(id) {
+        rt.telemetry.flow.reject("cancelled");
+        return Err(Refusal::cancelled(&rt.scheduler.config().flow_control));
+    }
+    let hashes = req.block_hashes.clone();
+    let r = pick_unnamed(rt, req, bytes, api, Some(id)).await;
+    if let Ok(p) = &r {
+        if rt.flow.take_early_cancel(id) {
+            // Cancelled while the answer was on its way: the caller will never use it.
+            rt.observe_completed(&p.endpoint, &hashes);
+            rt.telemetry.flow.reject("cancelled");
+        } else {
+            rt.flow.remember_pick(Picked {
+                pick_id: id,
+                endpoint: p.endpoint,
+                hashes,
+            });
+        }
+    }
+    r
+}
+
+async fn pick_unnamed(
+    rt: &Arc<Runtime>,
+    req: PickRequest,
+    bytes: u64,
+    api: &'static str,
+    pick_id: Option<u64>,
+) -> Result<Pick, Refusal> {
     let cfg = rt.scheduler.config();
     let fc: &FlowControlConfig = &cfg.flow_control;
-    if pick_id.is_some_and(|id| rt.flow.take_early_cancel(id)) {
-        rt.telemetry.flow.reject("cancelled");
-        return Err(Refusal::cancelled(fc));
-    }
     if !fc.enabled {
         return rt.pick(&req, api).map_err(|e| Refusal::from_pick(e, fc));
     }
@@ -256,9 +316,10 @@ pub async fn pick_with_id(
     ticket.wait().await
 }
 
-/// Cancels the queued pick the caller named `pick_id` (`POST /v1/cancel`): it leaves the queue
-/// at once (counted `cancelled`) and its call is answered [`Refusal::cancelled`]. Whether a
-/// queued pick had that id; when none had, the id is remembered for a pick still on its way.
+/// Cancels the pick the caller named `pick_id` (`POST /v1/cancel`): a queued one leaves the
+/// queue at once and its call is answered [`Refusal::cancelled`]; one already made is taken
+/// back (it no longer counts in flight); both are counted `cancelled`. Whether a pick had that
+/// id; when none had, the id is remembered for a pick still on its way.
 pub fn cancel(rt: &Runtime, pick_id: u64) -> bool {
     let removed = {
         let mut q = rt.flow.lock();
@@ -279,10 +340,17 @@ pub fn cancel(rt: &Runtime, pick_id: u64) -> bool {
             rt.flow.wake();
             true
         }
-        None => {
-            rt.flow.remember_cancel(pick_id);
-            false
-        }
+        None => match rt.flow.take_pick(pick_id) {
+            Some(p) => {
+                rt.observe_completed(&p.endpoint, &p.hashes);
+                rt.telemetry.flow.reject("cancelled");
+                true
+            }
+            None => {
+                rt.flow.remember_cancel(pick_id);
+                false
+            }
+        },
     }
 }
 
