@@ -427,26 +427,9 @@ async fn through_the_plugin_a_client_that_leaves_frees_its_place_and_overflow_is
     // host-shim answered the abandoned call, so Envoy no longer holds it open.
     until_envoy_stat(&s.envoy, "cluster.host-shim.upstream_rq_active", 0).await?;
 
-    // The freed place (maxRequests 1) takes the next request; one more is refused at once.
-    let next = tokio::spawn(chat(url.clone(), 2, Duration::from_secs(60)));
-    until_metric(&s.shim, "queue_length", 1.0).await?;
-    let over = chat(url.clone(), 3, Duration::from_secs(60)).await?;
-    assert_openai_refusal(&over, 429, "3", "rate_limit_error");
-    // The plugin relays host-shim's refusal in its own words.
-    assert_eq!(over.json()["error"]["code"], "overloaded");
-
-    s.pods[0].set_waiting(0);
-    let a = next.await??;
-    assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(a.served_by.as_deref(), Some("pod-a"));
-    assert_eq!(
-        s.pods
-            .iter()
-            .map(|p| p.served.load(Ordering::Relaxed))
-            .sum::<usize>(),
-        1,
-        "the request whose client left never reached a pod"
-    );
+    // The freed place takes the next request; one more is refused at once. The plugin relays
+    // host-shim's refusal in its own words.
+    freed_place_then_overflow(&s, "overloaded").await?;
     assert_eq!(shim_metric(&s.shim, "dispatched_total").await?, 1.0);
     envoy_never_answered(&s.envoy).await
 }
@@ -474,13 +457,22 @@ async fn through_ext_proc_a_client_that_leaves_frees_its_place_and_overflow_is_r
         "{text}"
     );
 
-    // The freed place (maxRequests 1) takes the next request; one more is refused at once
-    // with Envoy's immediate response carrying host-shim's status, Retry-After and JSON.
+    // The freed place takes the next request; one more is refused at once with Envoy's
+    // immediate response carrying host-shim's status, Retry-After and JSON.
+    freed_place_then_overflow(&s, "queue_full").await?;
+    envoy_never_answered(&s.envoy).await
+}
+
+/// With `maxRequests: 1` and the place of a client that left freed: the next request takes
+/// the place, one more is refused at once (429, `Retry-After: 3`, error code `code`), and once
+/// pod-a has headroom the queued one is served there — the only request any pod saw.
+async fn freed_place_then_overflow(s: &Setup, code: &str) -> anyhow::Result<()> {
+    let url = s.envoy.http_url();
     let next = tokio::spawn(chat(url.clone(), 2, Duration::from_secs(60)));
     until_metric(&s.shim, "queue_length", 1.0).await?;
     let over = chat(url.clone(), 3, Duration::from_secs(60)).await?;
     assert_openai_refusal(&over, 429, "3", "rate_limit_error");
-    assert_eq!(over.json()["error"]["code"], "queue_full");
+    assert_eq!(over.json()["error"]["code"], code);
 
     s.pods[0].set_waiting(0);
     let a = next.await??;
@@ -494,5 +486,5 @@ async fn through_ext_proc_a_client_that_leaves_frees_its_place_and_overflow_is_r
         1,
         "the request whose client left never reached a pod"
     );
-    envoy_never_answered(&s.envoy).await
+    Ok(())
 }
