@@ -397,23 +397,11 @@ async fn through_the_plugin_a_client_that_leaves_frees_its_place_and_overflow_is
         8000,
     )
     .await?;
-    let url = s.envoy.http_url();
 
     // A client that gives up while queued. Envoy cannot cancel the plugin's pick call, so the
     // plugin cancels the pick by its id when the stream ends; host-shim drops it at once,
     // long before its 8 s TTL.
-    let gone = tokio::spawn(chat(url.clone(), 1, Duration::from_millis(700)));
-    until_metric(&s.shim, "queue_length", 1.0).await?;
-    assert!(gone.await?.is_err(), "the client timed out");
-    until_metric(&s.shim, "queue_length", 0.0).await?;
-    let text = reqwest::get(format!("http://{}/metrics", s.shim.http))
-        .await?
-        .text()
-        .await?;
-    assert!(
-        text.contains("host_shim_flow_control_rejected_total{reason=\"cancelled\"} 1"),
-        "{text}"
-    );
+    let text = client_leaves_while_queued(&s).await?;
     assert!(
         !text.contains("reason=\"timeout\""),
         "it left by cancel, not TTL: {text}"
@@ -440,11 +428,21 @@ async fn through_ext_proc_a_client_that_leaves_frees_its_place_and_overflow_is_r
     let s = setup_ext_proc(json!({"maxRequests": 1, "defaultRequestTTL": "8s",
         "retryAfterSeconds": 3}))
     .await?;
-    let url = s.envoy.http_url();
 
     // A client that gives up while queued: Envoy closes the ext_proc stream, host-shim takes
     // the request out of the queue at once.
-    let gone = tokio::spawn(chat(url.clone(), 1, Duration::from_millis(700)));
+    client_leaves_while_queued(&s).await?;
+
+    // The freed place takes the next request; one more is refused at once with Envoy's
+    // immediate response carrying host-shim's status, Retry-After and JSON.
+    freed_place_then_overflow(&s, "queue_full").await?;
+    envoy_never_answered(&s.envoy).await
+}
+
+/// Sends a request that queues and gives up after 700 ms; asserts it left the queue and was
+/// counted `cancelled` once, and returns host-shim's `/metrics` text for further checks.
+async fn client_leaves_while_queued(s: &Setup) -> anyhow::Result<String> {
+    let gone = tokio::spawn(chat(s.envoy.http_url(), 1, Duration::from_millis(700)));
     until_metric(&s.shim, "queue_length", 1.0).await?;
     assert!(gone.await?.is_err(), "the client timed out");
     until_metric(&s.shim, "queue_length", 0.0).await?;
@@ -456,11 +454,7 @@ async fn through_ext_proc_a_client_that_leaves_frees_its_place_and_overflow_is_r
         text.contains("host_shim_flow_control_rejected_total{reason=\"cancelled\"} 1"),
         "{text}"
     );
-
-    // The freed place takes the next request; one more is refused at once with Envoy's
-    // immediate response carrying host-shim's status, Retry-After and JSON.
-    freed_place_then_overflow(&s, "queue_full").await?;
-    envoy_never_answered(&s.envoy).await
+    Ok(text)
 }
 
 /// With `maxRequests: 1` and the place of a client that left freed: the next request takes
