@@ -1,7 +1,7 @@
 //! proxy-wasm shared data as the counter store: one key-value space for every worker thread
 //! of the Envoy process, with compare-and-swap.
 
-use infergate_core::ratelimit::counter::{CounterStore, StoreError};
+use infergate_core::ratelimit::counter::{CounterStore, StoreError, CREATE_CAS};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
@@ -17,9 +17,9 @@ impl CounterStore for SharedDataStore {
     }
 
     fn store(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        // CAS 0 means unconditional (used only when the key did not exist; the core reads a
-        // creating write back to detect a racing creator).
-        match hostcalls::set_shared_data(key, Some(value), Some(cas.unwrap_or(0))) {
+        // A creating write sends a token no entry holds: Envoy inserts an absent key whatever
+        // the token, and refuses a present one whose token differs (token 0 would overwrite).
+        match hostcalls::set_shared_data(key, Some(value), Some(cas.unwrap_or(CREATE_CAS))) {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
             Err(_) => Err(StoreError::Failed),

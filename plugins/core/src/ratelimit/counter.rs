@@ -5,16 +5,21 @@
 //! reads as zero, so a counter needs no cleanup and the number of entries is bounded by the
 //! number of distinct counter keys, not by time.
 //!
-//! Envoy's shared data ignores the CAS token when a key does not exist yet, so two workers can
-//! both "create" the same counter. Every write therefore carries a random nonce, and a creating
-//! write is read back: if another worker's value is there instead, the update is retried
-//! through the CAS path. What remains is a sub-microsecond window on a key's very first write.
+//! A creating write (`cas: None`) must fail when the key already exists, or two workers that
+//! both found a counter absent would both "create" it and one unit would be lost. Envoy's shared
+//! data has no such call: it ignores the CAS token when a key is absent, and treats token 0 as
+//! "overwrite". The Envoy store therefore creates with a token no entry holds in practice
+//! ([`CREATE_CAS`]): absent, the key is inserted; present, the write is a CAS mismatch and the
+//! update is retried through the CAS path. Every write also carries a random nonce, and a
+//! creating write is read back, which catches the one case the token cannot (an entry whose
+//! token happens to equal [`CREATE_CAS`]).
 
 /// A key-value store with compare-and-swap, like proxy-wasm shared data.
 pub trait CounterStore {
     /// The value and its CAS token, or `None` if absent.
     fn load(&self, key: &str) -> Option<(Vec<u8>, u32)>;
-    /// Stores `value` if the entry's CAS token is still `cas` (`None`: whatever it is).
+    /// Stores `value` if the entry's CAS token is still `cas`; with `None`, only if the key
+    /// does not exist yet (otherwise [`StoreError::CasMismatch`]).
     fn store(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
     /// A value unlikely to repeat, across threads and processes.
     fn nonce(&self) -> u64;
@@ -28,6 +33,11 @@ pub enum StoreError {
     /// The store refused for another reason.
     Failed,
 }
+
+/// The CAS token a creating write sends to a proxy-wasm host. Hosts hand out tokens from a
+/// counter that starts at 1 and skips 0, so an existing entry holds this one only after about
+/// four billion writes; then the read-back in [`write`] catches a racing creator instead.
+pub const CREATE_CAS: u32 = u32::MAX;
 
 /// How many CAS rounds one update may take before giving up (contention from other workers
 /// resolves in a few rounds; running out means something is wrong).
@@ -179,6 +189,9 @@ pub struct MemoryStore {
     pub interfere: std::cell::Cell<u32>,
     /// When set, a creating write is immediately overwritten by another creator's value.
     pub race_creation: std::cell::Cell<bool>,
+    /// When set, another worker creates the counter (with one unit) just before the next
+    /// creating write lands, so that write finds the key present.
+    pub create_first: std::cell::Cell<bool>,
     next_nonce: std::cell::Cell<u64>,
 }
 
@@ -202,9 +215,13 @@ impl CounterStore for MemoryStore {
             }
             return Err(StoreError::CasMismatch);
         }
+        if cas.is_none() && self.create_first.replace(false) {
+            entries.insert(key.to_string(), (another_creators(value), 1));
+        }
         match (entries.get_mut(key), cas) {
             (Some(e), Some(c)) if e.1 != c => Err(StoreError::CasMismatch),
-            (Some(e), _) => {
+            (Some(_), None) => Err(StoreError::CasMismatch),
+            (Some(e), Some(_)) => {
                 e.0 = value.to_vec();
                 e.1 = e.1.wrapping_add(1);
                 Ok(())
@@ -212,15 +229,8 @@ impl CounterStore for MemoryStore {
             (None, Some(_)) => Err(StoreError::CasMismatch),
             (None, None) => {
                 let stored = if self.race_creation.replace(false) {
-                    // Another worker created the same counter with one unit in between.
-                    let mut other = value.to_vec();
-                    if let Some(count) = other.get_mut(8..16) {
-                        count.copy_from_slice(&1u64.to_le_bytes());
-                    }
-                    if let Some(nonce) = other.get_mut(16..24) {
-                        nonce.copy_from_slice(&u64::MAX.to_le_bytes());
-                    }
-                    other
+                    // Another worker created the same counter in between.
+                    another_creators(value)
                 } else {
                     value.to_vec()
                 };
@@ -229,6 +239,19 @@ impl CounterStore for MemoryStore {
             }
         }
     }
+}
+
+/// The value another worker writes when it creates the counter `value` is about: the same
+/// window, one unit, its own nonce.
+fn another_creators(value: &[u8]) -> Vec<u8> {
+    let mut other = value.to_vec();
+    if let Some(count) = other.get_mut(8..16) {
+        count.copy_from_slice(&1u64.to_le_bytes());
+    }
+    if let Some(nonce) = other.get_mut(16..24) {
+        nonce.copy_from_slice(&u64::MAX.to_le_bytes());
+    }
+    other
 }
 
 #[cfg(test)]
@@ -286,6 +309,18 @@ mod tests {
         s.race_creation.set(true);
         assert_eq!(try_add(&s, "k", 1, 1, 10), AddResult::Added(2));
         assert_eq!(read(&s, "k", 1), 2);
+    }
+
+    #[test]
+    fn a_creator_that_finds_the_key_taken_retries_through_cas() {
+        let s = MemoryStore::default();
+        s.create_first.set(true);
+        assert_eq!(try_add(&s, "k", 1, 1, 10), AddResult::Added(2));
+        assert_eq!(read(&s, "k", 1), 2);
+        // A settlement that races a creator is not lost either.
+        s.create_first.set(true);
+        assert!(adjust(&s, "j", 1, 5));
+        assert_eq!(read(&s, "j", 1), 6);
     }
 
     #[test]
