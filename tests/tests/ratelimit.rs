@@ -51,7 +51,7 @@ async fn exactly_n_of_64_concurrent_requests_pass_across_two_workers() -> anyhow
     let ok = codes.iter().filter(|c| **c == 200).count();
     let limited = codes.iter().filter(|c| **c == 429).count();
     assert_eq!((ok, limited), (20, 44), "{codes:?}");
-    assert_eq!(pod.requests().len(), 20);
+    assert_eq!(pod.requests().len(), 20, "requests that reached the pod");
     // Both workers took part (the limit held across them).
     let stats = envoy.stats().await?;
     // Listener stats are named after the configured address (port 0 here).
@@ -71,7 +71,8 @@ async fn exactly_n_of_64_concurrent_requests_pass_across_two_workers() -> anyhow
     );
     assert_eq!(
         envoy.stat("wasmcustom.infergate.ratelimit.limited").await?,
-        Some(44)
+        Some(44),
+        "the plugin's own count of limited requests"
     );
     // Bob has his own counter.
     assert_eq!(
