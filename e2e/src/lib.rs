@@ -14,6 +14,7 @@
 
 pub mod bench_compare;
 pub mod child;
+pub mod cpus;
 pub mod demo;
 pub mod envoy;
 pub mod global_rls;

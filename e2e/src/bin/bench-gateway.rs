@@ -12,6 +12,7 @@ use clap::Parser;
 use infergate_core::auth::jwt::testing::{self, TestKey};
 use infergate_core::auth::jwt::Alg;
 use infergate_e2e::bench_compare::{self, Outcome, PluginSet, Probe, Row, Runs};
+use infergate_e2e::cpus::{self, CpuList};
 use infergate_e2e::envoy::{ClusterSpec, Envoy, GatewaySpec, WasmFilter};
 use infergate_e2e::loadgen::{self, LoadResult, LoadSpec};
 use infergate_e2e::upstream::Upstream;
@@ -55,6 +56,10 @@ struct Args {
     /// How a comparison names the plugins of --compare-wasm-dir.
     #[arg(long, default_value = "before")]
     compare_label: String,
+    /// Pin every Envoy to these CPUs (`taskset -c` list, e.g. `1`) and this benchmark, wrk,
+    /// the upstream and host-shim to the others [default: no pinning].
+    #[arg(long)]
+    pin_envoy_cpus: Option<String>,
 }
 
 const MODEL: &str = "Qwen/Qwen3-0.6B";
@@ -169,6 +174,17 @@ async fn kube_stub() -> Result<std::net::SocketAddr> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    // Pinned: this process first (its threads, and every child started later, inherit the
+    // other CPUs), each Envoy once it runs.
+    let envoy_cpus = match &args.pin_envoy_cpus {
+        Some(list) => {
+            let online = cpus::online();
+            let envoy = CpuList::parse(list, online)?;
+            envoy.complement(online)?.pin(std::process::id())?;
+            Some(envoy)
+        }
+        None => None,
+    };
     let pod = Upstream::start("bench-pod", MODEL).await?;
     pod.stop_recording();
     let pod_addr = pod.addr.to_string();
@@ -254,7 +270,13 @@ async fn main() -> Result<()> {
                     &headers(name),
                     &body,
                 )
-                .await;
+                .await
+                .and_then(|envoy| {
+                    if let (Some(cpus), Some(pid)) = (&envoy_cpus, envoy.pid()) {
+                        cpus.pin(pid)?;
+                    }
+                    Ok(envoy)
+                });
                 // Only the baseline of a comparison may be skipped: the plugins measured must run.
                 let baseline = comparing && si == 0;
                 per_set.push(match started {
@@ -349,6 +371,13 @@ async fn main() -> Result<()> {
             "{tables}Medians of {} alternating rounds; {} s runs at 32 connections and {} s at 1 connection; Envoy 1.40; wrk (1 thread) and a minimal in-process OpenAI upstream on the same 2-core machine; POST /v1/chat/completions with a {}-byte body; the rate limits are set high enough never to reject. Reproduce: `make bench`.\n",
             args.rounds, args.seconds, args.latency_seconds, body.len()
         )
+    };
+    let table = match &envoy_cpus {
+        Some(cpus) => format!(
+            "{table}Envoy pinned to CPU(s) {} (`--pin-envoy-cpus`); wrk, the upstream and host-shim on the others.\n",
+            cpus.to_taskset()
+        ),
+        None => table,
     };
     println!("{table}");
     let out = args.out.clone().unwrap_or_else(|| {
