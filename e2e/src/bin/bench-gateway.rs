@@ -253,6 +253,8 @@ async fn main() -> Result<()> {
         ]
     };
     let mut tables = String::new();
+    // Every single measurement, for the results file: the medians hide how much rounds vary.
+    let mut per_round: Vec<String> = Vec::new();
     for &workers in &args.workers {
         // variants[layout][set]
         let mut variants: Vec<Vec<Variant>> = Vec::new();
@@ -315,10 +317,12 @@ async fn main() -> Result<()> {
                         let dir = scratch.path().to_path_buf();
                         let r = tokio::task::spawn_blocking(move || loadgen::run(&spec, pid, &dir))
                             .await??;
-                        eprintln!(
+                        let line = format!(
                             "workers {workers} round {round} {:<40} c={connections:<2} {:>9.0} req/s p50 {:>7.0} µs p99 {:>7.0} µs cpu {:>6.1} µs/req errors {}",
                             shown, r.rps, r.p50_us, r.p99_us, r.cpu_us_per_request, r.errors
                         );
+                        eprintln!("{line}");
+                        per_round.push(line);
                         results[li][si].push(connections, r);
                     }
                 }
@@ -379,6 +383,10 @@ async fn main() -> Result<()> {
         ),
         None => table,
     };
+    let table = format!(
+        "{table}\n<details><summary>Every measurement of this run, in the order taken</summary>\n\n```\n{}\n```\n</details>\n",
+        per_round.join("\n")
+    );
     println!("{table}");
     let out = args.out.clone().unwrap_or_else(|| {
         infergate_e2e::paths::workspace_root().join(if comparing {
