@@ -23,7 +23,7 @@ mod host;
 
 use filter::AffinityRequest;
 use infergate_core::affinity::flow::{Event, Policy, ServedReport};
-use infergate_core::affinity::AffinityConfig;
+use infergate_core::affinity::{AffinityConfig, HostShimConfig};
 use infergate_core::endpoint::Endpoint;
 use infergate_core::pick_wire::{encode_cancel, encode_served};
 use infergate_glue as glue;
@@ -168,55 +168,32 @@ impl RootContext for AffinityRoot {
                     (":authority", &shim.authority),
                 ],
                 None,
-                Duration::from_millis(shim.timeout_ms.max(200)),
+                timer_call_timeout(shim),
             )
             .ok();
         }
         // Cancels first: a queued pick whose client is gone holds a place someone else waits for.
+        let m = &shared.metrics;
         for pick_id in shared.cancels.take(REPORTS_PER_TICK) {
-            let sent = glue::host::http_call(
-                &shim.cluster,
-                vec![
-                    (":method", "POST"),
-                    (":path", "/v1/cancel"),
-                    (":authority", &shim.authority),
-                    ("content-type", "application/octet-stream"),
-                ],
-                Some(&encode_cancel(pick_id)),
-                Duration::from_millis(shim.timeout_ms.max(200)),
+            post_to_shim(
+                shim,
+                "/v1/cancel",
+                &encode_cancel(pick_id),
+                m.cancels_sent,
+                m.reports_dropped,
             );
-            glue::bump(if sent.is_ok() {
-                shared.metrics.cancels_sent
-            } else {
-                shared.metrics.reports_dropped
-            });
         }
         if !shim.report_served {
             return;
         }
         for report in shared.reports.take(REPORTS_PER_TICK) {
-            let body = encode_served(&report.endpoint, &report.hashes);
             let path = if report.completed {
                 "/v1/completed"
             } else {
                 "/v1/served"
             };
-            let sent = glue::host::http_call(
-                &shim.cluster,
-                vec![
-                    (":method", "POST"),
-                    (":path", path),
-                    (":authority", &shim.authority),
-                    ("content-type", "application/octet-stream"),
-                ],
-                Some(&body),
-                Duration::from_millis(shim.timeout_ms.max(200)),
-            );
-            glue::bump(if sent.is_ok() {
-                shared.metrics.reports_sent
-            } else {
-                shared.metrics.reports_dropped
-            });
+            let body = encode_served(&report.endpoint, &report.hashes);
+            post_to_shim(shim, path, &body, m.reports_sent, m.reports_dropped);
         }
     }
 
@@ -227,4 +204,32 @@ impl RootContext for AffinityRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// The timeout of the timer's calls to host-shim (the pick timeout, at least 200 ms).
+fn timer_call_timeout(shim: &HostShimConfig) -> Duration {
+    Duration::from_millis(shim.timeout_ms.max(200))
+}
+
+/// POSTs one binary message (a cancel or a report) to host-shim from the timer, counted in
+/// `sent`, or in `dropped` when the host refuses the call.
+fn post_to_shim(
+    shim: &HostShimConfig,
+    path: &str,
+    body: &[u8],
+    sent: Option<u32>,
+    dropped: Option<u32>,
+) {
+    let call = glue::host::http_call(
+        &shim.cluster,
+        vec![
+            (":method", "POST"),
+            (":path", path),
+            (":authority", &shim.authority),
+            ("content-type", "application/octet-stream"),
+        ],
+        Some(body),
+        timer_call_timeout(shim),
+    );
+    glue::bump(if call.is_ok() { sent } else { dropped });
 }
