@@ -140,12 +140,7 @@ async fn queued_picks_leave_in_order_as_scrapes_show_headroom_and_overflow_is_re
     assert_eq!(metric(&shim, "queue_length").await, 0.0);
     assert_eq!(metric(&shim, "queued_total").await, 3.0);
     assert_eq!(metric(&shim, "dispatched_total").await, 3.0);
-    let (_, _, body) = http(shim.http, "GET", "/metrics", vec![]).await;
-    let text = String::from_utf8(body).unwrap();
-    assert!(
-        text.contains("host_shim_flow_control_rejected_total{reason=\"queue_full\"} 1"),
-        "{text}"
-    );
+    assert_rejected_once(&shim, "queue_full").await;
 }
 
 #[tokio::test]
@@ -178,12 +173,7 @@ async fn a_caller_that_goes_away_frees_its_place_at_once() {
     wait_metric(&shim, "queue_length", 1.0).await;
     drop(conn);
     wait_metric(&shim, "queue_length", 0.0).await;
-    let (_, _, text) = http(shim.http, "GET", "/metrics", vec![]).await;
-    let text = String::from_utf8(text).unwrap();
-    assert!(
-        text.contains("host_shim_flow_control_rejected_total{reason=\"cancelled\"} 1"),
-        "{text}"
-    );
+    assert_rejected_once(&shim, "cancelled").await;
     // The freed place takes the next request, which is served once a pod has room.
     let addr = shim.http;
     let next = tokio::spawn(async move { pick(addr, &request(2, false)).await });
@@ -233,11 +223,16 @@ async fn cancel(addr: SocketAddr, body: Vec<u8>) -> (u16, Vec<u8>) {
     (status, body)
 }
 
-async fn rejected(shim: &Shim, reason: &str) -> bool {
+/// Asserts that exactly one pick was refused for `reason` (the metrics page on failure).
+async fn assert_rejected_once(shim: &Shim, reason: &str) {
     let (_, _, text) = http(shim.http, "GET", "/metrics", vec![]).await;
-    String::from_utf8(text).unwrap().contains(&format!(
-        "host_shim_flow_control_rejected_total{{reason=\"{reason}\"}} 1"
-    ))
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(&format!(
+            "host_shim_flow_control_rejected_total{{reason=\"{reason}\"}} 1"
+        )),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -260,7 +255,7 @@ async fn a_cancel_by_pick_id_frees_the_place_of_a_caller_whose_call_stays_open()
     assert_eq!(a.status, 503);
     assert_eq!(a.body["error"]["code"], "cancelled");
     assert_eq!(metric(&shim, "queue_length").await, 0.0);
-    assert!(rejected(&shim, "cancelled").await);
+    assert_rejected_once(&shim, "cancelled").await;
     // The freed place takes the next request (the queue holds one), served once a pod has room.
     let next = tokio::spawn(async move { pick_with_id(addr, &request(2, false), 2).await });
     wait_metric(&shim, "queue_length", 1.0).await;
@@ -301,7 +296,7 @@ async fn a_cancel_just_after_the_pick_was_made_takes_the_pick_back() {
         base,
         "the unused pick no longer counts"
     );
-    assert!(rejected(&shim, "cancelled").await);
+    assert_rejected_once(&shim, "cancelled").await;
     // A second cancel of the same id (and an unknown id) takes nothing more back.
     assert_eq!(cancel(shim.http, encode_cancel(101)).await.0, 204);
     assert_eq!(cancel(shim.http, encode_cancel(5555)).await.0, 204);
@@ -453,12 +448,7 @@ async fn ext_proc_waits_in_the_queue_answers_overflow_and_leaves_when_envoy_clos
         other => panic!("expected the routing answer, got {other:?}"),
     }
     assert_eq!(metric(&shim, "dispatched_total").await, 1.0);
-    let (_, _, text) = http(shim.http, "GET", "/metrics", vec![]).await;
-    let text = String::from_utf8(text).unwrap();
-    assert!(
-        text.contains("host_shim_flow_control_rejected_total{reason=\"cancelled\"} 1"),
-        "{text}"
-    );
+    assert_rejected_once(&shim, "cancelled").await;
 }
 
 #[tokio::test]
@@ -508,12 +498,7 @@ async fn an_http2_pick_reset_by_its_caller_leaves_the_queue() {
     // Dropping the response future resets the stream; the connection stays open.
     pending.abort();
     wait_metric(&shim, "queue_length", 0.0).await;
-    let (_, _, text) = http(shim.http, "GET", "/metrics", vec![]).await;
-    let text = String::from_utf8(text).unwrap();
-    assert!(
-        text.contains("host_shim_flow_control_rejected_total{reason=\"cancelled\"} 1"),
-        "{text}"
-    );
+    assert_rejected_once(&shim, "cancelled").await;
 }
 
 #[test]

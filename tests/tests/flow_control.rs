@@ -9,8 +9,11 @@
 //! The pods are small HTTP/1.1 servers (no model behind them) whose `/metrics` page reports a
 //! settable vLLM queue length, so saturation is switched on and off exactly.
 
+mod common;
+
+use common::{Gateway, HOST_SHIM_CLUSTER};
 use infergate_e2e::child::HostShim;
-use infergate_e2e::envoy::{ClusterSpec, Envoy, ExtProcSpec, GatewaySpec, WasmFilter};
+use infergate_e2e::envoy::Envoy;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -180,17 +183,12 @@ async fn setup(flow: Value, ttl_ms: u64) -> anyhow::Result<Setup> {
     let (pods, shim) = pods_and_shim(&flow).await?;
     let endpoints: Vec<String> = pods.iter().map(|p| p.addr.to_string()).collect();
     let affinity = json!({"endpoints": endpoints,
-        "hostShim": {"cluster": "host-shim", "timeoutMs": ttl_ms + 500}});
-    let spec = GatewaySpec {
-        clusters: vec![ClusterSpec {
-            name: "host-shim".into(),
-            addresses: vec![shim.http],
-            http2: true,
-        }],
-        ..GatewaySpec::default()
-    }
-    .with_filter(WasmFilter::plugin("affinity", affinity.to_string())?);
-    let envoy = Envoy::start(&spec).await?;
+        "hostShim": {"cluster": HOST_SHIM_CLUSTER, "timeoutMs": ttl_ms + 500}});
+    let envoy = Gateway::builder()
+        .host_shim(shim.http)
+        .affinity(affinity)
+        .start()
+        .await?;
     Ok(Setup { pods, shim, envoy })
 }
 
@@ -198,19 +196,10 @@ async fn setup(flow: Value, ttl_ms: u64) -> anyhow::Result<Setup> {
 /// configures it; Envoy's `message_timeout` is 10 s, above the queue's TTL).
 async fn setup_ext_proc(flow: Value) -> anyhow::Result<Setup> {
     let (pods, shim) = pods_and_shim(&flow).await?;
-    let spec = GatewaySpec {
-        ext_proc: Some(ExtProcSpec {
-            cluster: "epp".into(),
-            body_mode: "FULL_DUPLEX_STREAMED".into(),
-        }),
-        clusters: vec![ClusterSpec {
-            name: "epp".into(),
-            addresses: vec![shim.grpc],
-            http2: true,
-        }],
-        ..GatewaySpec::default()
-    };
-    let envoy = Envoy::start(&spec).await?;
+    let envoy = Gateway::builder()
+        .ext_proc(shim.grpc, "FULL_DUPLEX_STREAMED")
+        .start()
+        .await?;
     Ok(Setup { pods, shim, envoy })
 }
 
