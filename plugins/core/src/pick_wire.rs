@@ -214,12 +214,7 @@ pub fn decode_cancel(buf: &[u8]) -> Result<u64, WireError> {
         return Err(wire_error("flags", format!("unknown bits {flags:#04x}")));
     }
     let id = u64::from_le_bytes(r.array("pick_id")?);
-    if r.pos != buf.len() {
-        return Err(wire_error(
-            "pick_id",
-            format!("{} bytes follow the pick id", buf.len() - r.pos),
-        ));
-    }
+    r.end("pick_id")?;
     Ok(id)
 }
 
@@ -327,10 +322,11 @@ impl<'a> Reader<'a> {
         }
         self.u8("flags")
     }
-    fn end(&self) -> Result<(), WireError> {
+    /// Nothing may follow the last field; bytes that do are blamed on `last`.
+    fn end(&self, last: &'static str) -> Result<(), WireError> {
         if self.pos != self.buf.len() {
             return Err(wire_error(
-                "hashes",
+                last,
                 format!("{} bytes follow the last field", self.buf.len() - self.pos),
             ));
         }
@@ -385,7 +381,7 @@ pub fn decode_pick(buf: &[u8]) -> Result<Pick, WireError> {
     } else {
         None
     };
-    r.end()?;
+    r.end("hashes")?;
     let subset = (subset_len != 0).then(|| {
         subset_text
             .split(',')
@@ -417,7 +413,7 @@ pub fn decode_served(buf: &[u8]) -> Result<Served, WireError> {
     let n = hash_count(r.u16("hash_count")?)?;
     let endpoint = r.str(ep_len, "endpoint")?.to_string();
     let hashes = r.hashes(n)?;
-    r.end()?;
+    r.end("hashes")?;
     Ok(Served { endpoint, hashes })
 }
 
