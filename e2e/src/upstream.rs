@@ -79,6 +79,7 @@ impl Upstream {
             requests: Mutex::new(Vec::new()),
             recording: AtomicBool::new(true),
             kv_blocks: AtomicU64::new(DEFAULT_KV_BLOCKS),
+            waiting: AtomicU64::new(0),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
         });
         let shared = state.clone();
@@ -108,6 +109,12 @@ impl Upstream {
     /// 16 tokens each).
     pub fn set_kv_blocks(&self, blocks: u64) {
         self.state.kv_blocks.store(blocks, Ordering::Relaxed);
+    }
+
+    /// Sets the queue length its metrics report (`vllm:num_requests_waiting`; 0 unless told
+    /// otherwise): above host-shim's queue threshold, the pod counts as saturated.
+    pub fn set_waiting(&self, requests: u64) {
+        self.state.waiting.store(requests, Ordering::Relaxed);
     }
 
     /// Stops keeping a copy of every request (benchmarks send gigabytes of prompts).
@@ -140,6 +147,7 @@ struct State {
     requests: Mutex<Vec<Recorded>>,
     recording: AtomicBool,
     kv_blocks: AtomicU64,
+    waiting: AtomicU64,
     in_flight: std::sync::atomic::AtomicUsize,
 }
 
@@ -148,9 +156,10 @@ fn metrics(state: &State) -> String {
     let running = state.in_flight.load(Ordering::Relaxed);
     let m = &state.model;
     let blocks = state.kv_blocks.load(Ordering::Relaxed);
+    let waiting = state.waiting.load(Ordering::Relaxed);
     format!(
         "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{model_name=\"{m}\"}} {running}\n\
-         # TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{model_name=\"{m}\"}} 0\n\
+         # TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{model_name=\"{m}\"}} {waiting}\n\
          # TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{{model_name=\"{m}\"}} 0.0\n\
          # TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{{block_size=\"16\",num_gpu_blocks=\"{blocks}\"}} 1.0\n"
     )

@@ -6,149 +6,31 @@
 //! place (through ext_proc, and through the plugin by a cancel of its pick id); and Envoy
 //! itself never answers (no overflow, no plain-text page).
 //!
-//! The pods are small HTTP/1.1 servers (no model behind them) whose `/metrics` page reports a
-//! settable vLLM queue length, so saturation is switched on and off exactly.
+//! The pods are e2e's recording upstreams with a settable vLLM queue length on their
+//! `/metrics` page (`Upstream::set_waiting`), so saturation is switched on and off exactly.
 
 mod common;
 
 use common::{Gateway, HOST_SHIM_CLUSTER};
 use infergate_e2e::child::HostShim;
 use infergate_e2e::envoy::Envoy;
+use infergate_e2e::upstream::Upstream;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 const MODEL: &str = "Qwen/Qwen3-0.6B";
 const TTL_MS: u64 = 3000;
 
-/// A pod whose `/metrics` reports `waiting` queued requests and that answers chat requests.
-struct Pod {
-    addr: SocketAddr,
-    name: String,
-    waiting: Arc<AtomicU64>,
-    served: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Pod {
-    async fn start(name: &str, waiting: u64) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let waiting = Arc::new(AtomicU64::new(waiting));
-        let served = Arc::new(AtomicUsize::new(0));
-        let (w, s, n) = (waiting.clone(), served.clone(), name.to_string());
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                let (w, s, n) = (w.clone(), s.clone(), n.clone());
-                conns.spawn(async move {
-                    let _ = serve(stream, &w, &s, &n).await;
-                });
-            }
-        });
-        Ok(Self {
-            addr,
-            name: name.to_string(),
-            waiting,
-            served,
-            task,
-        })
-    }
-
-    fn set_waiting(&self, n: u64) {
-        self.waiting.store(n, Ordering::Relaxed);
-    }
-}
-
-/// HTTP/1.1 keep-alive: `/metrics` (vLLM names) or a chat completion.
-async fn serve(
-    stream: tokio::net::TcpStream,
-    waiting: &AtomicU64,
-    served: &AtomicUsize,
-    name: &str,
-) -> anyhow::Result<()> {
-    let mut r = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let (mut len, mut chunked) = (0usize, false);
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h).await?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse()?;
-                } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = v.trim().eq_ignore_ascii_case("chunked");
-                }
-            }
-        }
-        // Envoy streams a body it did not buffer (ext_proc full-duplex) chunked.
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                let mut size = String::new();
-                r.read_line(&mut size).await?;
-                let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)?;
-                let mut chunk = vec![0; n + 2];
-                r.read_exact(&mut chunk).await?;
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        } else {
-            body.resize(len, 0);
-            r.read_exact(&mut body).await?;
-        }
-        let (ctype, text) = if path == "/metrics" {
-            let page = format!(
-                "# TYPE vllm:num_requests_running gauge\n\
-                 vllm:num_requests_running{{model_name=\"{MODEL}\"}} 4\n\
-                 # TYPE vllm:num_requests_waiting gauge\n\
-                 vllm:num_requests_waiting{{model_name=\"{MODEL}\"}} {}\n\
-                 # TYPE vllm:kv_cache_usage_perc gauge\n\
-                 vllm:kv_cache_usage_perc{{model_name=\"{MODEL}\"}} 0.2\n",
-                waiting.load(Ordering::Relaxed)
-            );
-            ("text/plain; version=0.0.4", page)
-        } else {
-            served.fetch_add(1, Ordering::AcqRel);
-            let answer = json!({"object": "chat.completion", "model": MODEL, "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}});
-            ("application/json", answer.to_string())
-        };
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\nx-served-by: {name}\r\ncontent-length: {}\r\n\r\n",
-            text.len()
-        );
-        let w = r.get_mut();
-        w.write_all(head.as_bytes()).await?;
-        w.write_all(text.as_bytes()).await?;
-    }
+/// Chat completions `pod` answered.
+fn served(pod: &Upstream) -> usize {
+    pod.requests()
+        .iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .count()
 }
 
 struct Setup {
-    pods: Vec<Pod>,
+    pods: Vec<Upstream>,
     shim: HostShim,
     envoy: Envoy,
 }
@@ -166,11 +48,14 @@ fn epp_config(flow: &Value) -> String {
 }
 
 /// Two saturated pods and host-shim with `flow` as its `flowControl`.
-async fn pods_and_shim(flow: &Value) -> anyhow::Result<(Vec<Pod>, HostShim)> {
+async fn pods_and_shim(flow: &Value) -> anyhow::Result<(Vec<Upstream>, HostShim)> {
     let pods = vec![
-        Pod::start("pod-a", 10).await?,
-        Pod::start("pod-b", 10).await?,
+        Upstream::start("pod-a", MODEL).await?,
+        Upstream::start("pod-b", MODEL).await?,
     ];
+    for p in &pods {
+        p.set_waiting(10);
+    }
     let endpoints: Vec<String> = pods.iter().map(|p| p.addr.to_string()).collect();
     let shim = HostShim::start_with(&endpoints, &["--config-text", &epp_config(flow)]).await?;
     shim.wait_ready(2, Duration::from_secs(10)).await?;
@@ -313,13 +198,7 @@ async fn queued_requests_are_served_when_a_pod_frees_and_overflow_is_refused() -
     // The queue is full: the third is refused at once, with the configured Retry-After.
     let over = chat(url.clone(), 9, Duration::from_secs(60)).await?;
     assert_openai_refusal(&over, 429, "2", "rate_limit_error");
-    assert_eq!(
-        s.pods
-            .iter()
-            .map(|p| p.served.load(Ordering::Relaxed))
-            .sum::<usize>(),
-        0
-    );
+    assert_eq!(s.pods.iter().map(served).sum::<usize>(), 0);
 
     // pod-b frees: both waiting requests are served there, nothing else changed.
     s.pods[1].set_waiting(0);
@@ -328,7 +207,7 @@ async fn queued_requests_are_served_when_a_pod_frees_and_overflow_is_refused() -
         assert_eq!(a.status, 200, "{a:?}");
         assert_eq!(a.served_by.as_deref(), Some(s.pods[1].name.as_str()));
     }
-    assert_eq!(s.pods[0].served.load(Ordering::Relaxed), 0);
+    assert_eq!(served(&s.pods[0]), 0);
     assert_eq!(shim_metric(&s.shim, "queue_length").await?, 0.0);
     assert_eq!(shim_metric(&s.shim, "dispatched_total").await?, 2.0);
     envoy_never_answered(&s.envoy).await
@@ -357,13 +236,7 @@ async fn a_wait_past_the_ttl_is_answered_503_with_the_configured_retry_after() -
         text.contains("host_shim_flow_control_rejected_total{reason=\"timeout\"} 1"),
         "{text}"
     );
-    assert_eq!(
-        s.pods
-            .iter()
-            .map(|p| p.served.load(Ordering::Relaxed))
-            .sum::<usize>(),
-        0
-    );
+    assert_eq!(s.pods.iter().map(served).sum::<usize>(), 0);
     envoy_never_answered(&s.envoy).await
 }
 
@@ -462,10 +335,7 @@ async fn freed_place_then_overflow(s: &Setup, code: &str) -> anyhow::Result<()> 
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.served_by.as_deref(), Some("pod-a"));
     assert_eq!(
-        s.pods
-            .iter()
-            .map(|p| p.served.load(Ordering::Relaxed))
-            .sum::<usize>(),
+        s.pods.iter().map(served).sum::<usize>(),
         1,
         "the request whose client left never reached a pod"
     );
