@@ -45,7 +45,7 @@ async fn align_to_window(window: Duration, margin: Duration) {
 async fn exactly_n_of_64_concurrent_requests_pass_across_two_workers() -> anyhow::Result<()> {
     let pod = Upstream::start("pod-1", MODEL).await?;
     let envoy = gateway(&pod, per_user(20, "1h"), "draft").await?;
-    let url = format!("{}/v1/chat/completions", envoy.http_url());
+    let url = chat_url(&envoy);
     align_to_window(Duration::from_secs(3600), Duration::from_secs(60)).await;
     let codes = burst(std::slice::from_ref(&url), "alice-key", 64).await;
     let ok = codes.iter().filter(|c| **c == 200).count();
@@ -114,7 +114,7 @@ async fn window_rolls_over_exactly() -> anyhow::Result<()> {
     let pod = Upstream::start("pod-1", MODEL).await?;
     // 5 s windows, each burst starting with at least 3.5 s left.
     let envoy = gateway(&pod, per_user(3, "5s"), "draft").await?;
-    let url = format!("{}/v1/chat/completions", envoy.http_url());
+    let url = chat_url(&envoy);
     let window = Duration::from_secs(5);
     let first = burst_in_one_window(&url, window, 5).await;
     assert_eq!(first, vec![200, 200, 200, 429, 429]);
@@ -128,7 +128,7 @@ async fn window_rolls_over_exactly() -> anyhow::Result<()> {
 async fn limited_answers_are_openai_429s_and_allowed_ones_show_the_budget() -> anyhow::Result<()> {
     let pod = Upstream::start("pod-1", MODEL).await?;
     let envoy = gateway(&pod, per_user(2, "1h"), "xRatelimit").await?;
-    let url = format!("{}/v1/chat/completions", envoy.http_url());
+    let url = chat_url(&envoy);
     align_to_window(Duration::from_secs(3600), Duration::from_secs(30)).await;
     let client = http_client();
     let mut remaining = Vec::new();
